@@ -1,0 +1,12 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// TODO(owner of eval): replace this placeholder.
+func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errors.New("eval: not built yet")
+}
