@@ -1,0 +1,300 @@
+package bertgraph
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Config is the part of a Hugging Face BERT config.json the graph needs.
+type Config struct {
+	HiddenSize            int     `json:"hidden_size"`
+	NumHiddenLayers       int     `json:"num_hidden_layers"`
+	NumAttentionHeads     int     `json:"num_attention_heads"`
+	IntermediateSize      int     `json:"intermediate_size"`
+	LayerNormEps          float64 `json:"layer_norm_eps"`
+	MaxPositionEmbeddings int     `json:"max_position_embeddings"`
+	VocabSize             int     `json:"vocab_size"`
+	TypeVocabSize         int     `json:"type_vocab_size"`
+	HiddenAct             string  `json:"hidden_act"`
+	ModelType             string  `json:"model_type"`
+}
+
+// ReadConfig reads and validates a BERT config.json.
+func ReadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("reading model config: %w (run scripts/setup.sh to fetch it)", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%s: invalid JSON: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate checks that the config describes a BERT encoder this builder can
+// write.
+func (c Config) Validate() error {
+	switch {
+	case c.ModelType != "" && c.ModelType != "bert":
+		return fmt.Errorf("model_type %q is not supported; only \"bert\" encoders can be built", c.ModelType)
+	case c.HiddenAct != "" && c.HiddenAct != "gelu":
+		return fmt.Errorf("hidden_act %q is not supported; want \"gelu\"", c.HiddenAct)
+	case c.HiddenSize <= 0 || c.NumHiddenLayers <= 0 || c.NumAttentionHeads <= 0 || c.IntermediateSize <= 0:
+		return fmt.Errorf("hidden_size, num_hidden_layers, num_attention_heads and intermediate_size must be positive")
+	case c.HiddenSize%c.NumAttentionHeads != 0:
+		return fmt.Errorf("hidden_size %d is not divisible by num_attention_heads %d", c.HiddenSize, c.NumAttentionHeads)
+	}
+	return nil
+}
+
+// graph accumulates the nodes, initializers and value infos of one ONNX graph.
+type graph struct {
+	nodes   [][]byte
+	inits   [][]byte
+	inputs  [][]byte
+	outputs [][]byte
+	seq     int
+	// quantize turns every MatMul against a constant weight into a
+	// com.microsoft DynamicQuantizeMatMul with per-column int8 weights.
+	quantize bool
+}
+
+func (g *graph) fresh(prefix string) string {
+	g.seq++
+	return prefix + "_" + strconv.Itoa(g.seq)
+}
+
+// op adds a node in the default domain and returns its single output.
+func (g *graph) op(op string, inputs []string, attrs ...attr) string {
+	out := g.fresh(op)
+	g.nodes = append(g.nodes, encodeNode(out, op, "", inputs, []string{out}, attrs))
+	return out
+}
+
+func (g *graph) constF(name string, dims []int64, vs []float32) string {
+	g.inits = append(g.inits, encodeTensor(name, dtFloat, dims, float32Raw(vs)))
+	return name
+}
+
+func (g *graph) constI64(name string, dims []int64, vs []int64) string {
+	g.inits = append(g.inits, encodeTensor(name, dtInt64, dims, int64Raw(vs)))
+	return name
+}
+
+// linear computes x·Wᵀ + b for a PyTorch Linear weight W of shape [out, in].
+func (g *graph) linear(x string, w, b *Tensor) string {
+	out, in := w.Shape[0], w.Shape[1]
+	// PyTorch stores [out, in]; MatMul wants [in, out].
+	wt := make([]float32, len(w.Data))
+	for o := 0; o < out; o++ {
+		for i := 0; i < in; i++ {
+			wt[i*out+o] = w.Data[o*in+i]
+		}
+	}
+	if g.quantize {
+		q, scale := quantizePerColumn(wt, in, out)
+		g.inits = append(g.inits, encodeTensor(w.Name+".q", dtInt8, []int64{int64(in), int64(out)}, int8Raw(q)))
+		g.constF(w.Name+".scale", []int64{int64(out)}, scale)
+		g.inits = append(g.inits, encodeTensor(w.Name+".zp", dtInt8, []int64{int64(out)}, make([]byte, out)))
+		g.constF(b.Name, []int64{int64(out)}, b.Data)
+		res := g.fresh("DynamicQuantizeMatMul")
+		g.nodes = append(g.nodes, encodeNode(res, "DynamicQuantizeMatMul", "com.microsoft",
+			[]string{x, w.Name + ".q", w.Name + ".scale", w.Name + ".zp", b.Name}, []string{res}, nil))
+		return res
+	}
+	g.constF(w.Name, []int64{int64(in), int64(out)}, wt)
+	g.constF(b.Name, []int64{int64(out)}, b.Data)
+	return g.op("Add", []string{g.op("MatMul", []string{x, w.Name}), b.Name})
+}
+
+// quantizePerColumn quantises a row-major [in, out] matrix symmetrically to
+// int8, one scale per output column, so that outlier columns don't crush the
+// precision of the others.
+func quantizePerColumn(w []float32, in, out int) ([]int8, []float32) {
+	scale := make([]float32, out)
+	for j := 0; j < out; j++ {
+		var m float32
+		for i := 0; i < in; i++ {
+			if a := float32(math.Abs(float64(w[i*out+j]))); a > m {
+				m = a
+			}
+		}
+		if m == 0 {
+			m = 1
+		}
+		scale[j] = m / 127
+	}
+	q := make([]int8, len(w))
+	for i := 0; i < in; i++ {
+		for j := 0; j < out; j++ {
+			v := math.Round(float64(w[i*out+j] / scale[j]))
+			q[i*out+j] = int8(max(-127, min(127, v)))
+		}
+	}
+	return q, scale
+}
+
+func (g *graph) layerNorm(x string, w, b *Tensor, eps float32) string {
+	g.constF(w.Name, []int64{int64(len(w.Data))}, w.Data)
+	g.constF(b.Name, []int64{int64(len(b.Data))}, b.Data)
+	return g.op("LayerNormalization", []string{x, w.Name, b.Name}, attrI("axis", -1), attrF("epsilon", eps))
+}
+
+// weights looks tensors up by name and reports the first missing one.
+type weights struct {
+	m    map[string]*Tensor
+	path string
+	err  error
+}
+
+func (w *weights) get(name string, shape ...int) *Tensor {
+	if w.err != nil {
+		return &Tensor{Name: name, Shape: shape}
+	}
+	t, ok := w.m[name]
+	if !ok {
+		// Some exports prefix every tensor with "bert.".
+		t, ok = w.m["bert."+name]
+	}
+	if !ok {
+		w.err = fmt.Errorf("%s: tensor %q is missing; is this a BERT encoder checkpoint?", w.path, name)
+		return &Tensor{Name: name, Shape: shape}
+	}
+	if len(t.Shape) != len(shape) {
+		w.err = fmt.Errorf("%s: tensor %q has shape %v, want %v", w.path, name, t.Shape, shape)
+		return t
+	}
+	for i := range shape {
+		if t.Shape[i] != shape[i] {
+			w.err = fmt.Errorf("%s: tensor %q has shape %v, want %v", w.path, name, t.Shape, shape)
+			return t
+		}
+	}
+	return &Tensor{Name: name, Shape: t.Shape, Data: t.Data}
+}
+
+// BuildGraph returns the serialised ONNX model of a BERT encoder with inputs
+// input_ids, attention_mask and token_type_ids (int64, [batch, sequence]) and
+// output last_hidden_state (float32, [batch, sequence, hidden]). With
+// quantize set, weight MatMuls use int8 DynamicQuantizeMatMul.
+func BuildGraph(cfg Config, tensors map[string]*Tensor, weightsPath string, quantize bool) ([]byte, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	H, I := cfg.HiddenSize, cfg.IntermediateSize
+	heads := cfg.NumAttentionHeads
+	headDim := H / heads
+	eps := float32(cfg.LayerNormEps)
+	if eps == 0 {
+		eps = 1e-12
+	}
+	w := &weights{m: tensors, path: weightsPath}
+	g := &graph{quantize: quantize}
+
+	dyn := []string{"batch", "sequence"}
+	for _, name := range []string{"input_ids", "attention_mask", "token_type_ids"} {
+		g.inputs = append(g.inputs, encodeValueInfo(name, dtInt64, []int64{0, 0}, dyn))
+	}
+	g.outputs = append(g.outputs, encodeValueInfo("last_hidden_state", dtFloat,
+		[]int64{0, 0, int64(H)}, []string{"batch", "sequence", ""}))
+
+	// Embeddings: word + position + token type, then LayerNorm.
+	word := w.get("embeddings.word_embeddings.weight", cfg.VocabSize, H)
+	pos := w.get("embeddings.position_embeddings.weight", cfg.MaxPositionEmbeddings, H)
+	typ := w.get("embeddings.token_type_embeddings.weight", cfg.TypeVocabSize, H)
+	for _, t := range []*Tensor{word, pos, typ} {
+		g.constF(t.Name, []int64{int64(t.Shape[0]), int64(t.Shape[1])}, t.Data)
+	}
+	shape := g.op("Shape", []string{"input_ids"})
+	seqLen := g.op("Gather", []string{shape, g.constI64("const_one_scalar", nil, []int64{1})}, attrI("axis", 0))
+	positions := g.op("Range", []string{g.constI64("const_zero_scalar", nil, []int64{0}), seqLen, "const_one_scalar"})
+	emb := g.op("Add", []string{
+		g.op("Add", []string{
+			g.op("Gather", []string{word.Name, "input_ids"}, attrI("axis", 0)),
+			g.op("Gather", []string{typ.Name, "token_type_ids"}, attrI("axis", 0)),
+		}),
+		g.op("Gather", []string{pos.Name, positions}, attrI("axis", 0)),
+	})
+	x := g.layerNorm(emb, w.get("embeddings.LayerNorm.weight", H), w.get("embeddings.LayerNorm.bias", H), eps)
+
+	// Extended attention mask: 0 where attended, -10000 where padded, shaped
+	// [batch, 1, 1, sequence] to broadcast over heads and query positions.
+	maskF := g.op("Cast", []string{"attention_mask"}, attrI("to", dtFloat))
+	maskU := g.op("Unsqueeze", []string{maskF, g.constI64("const_axes_1_2", []int64{2}, []int64{1, 2})})
+	inv := g.op("Sub", []string{g.constF("const_one_f", nil, []float32{1}), maskU})
+	extMask := g.op("Mul", []string{inv, g.constF("const_mask_neg", nil, []float32{-10000})})
+
+	splitShape := g.constI64("const_split_heads", []int64{4}, []int64{0, 0, int64(heads), int64(headDim)})
+	mergeShape := g.constI64("const_merge_heads", []int64{3}, []int64{0, 0, int64(H)})
+	scale := g.constF("const_attn_scale", nil, []float32{float32(math.Sqrt(float64(headDim)))})
+	sqrt2 := g.constF("const_sqrt2", nil, []float32{float32(math.Sqrt2)})
+	half := g.constF("const_half", nil, []float32{0.5})
+
+	for l := 0; l < cfg.NumHiddenLayers; l++ {
+		p := fmt.Sprintf("encoder.layer.%d.", l)
+		heads := func(name string, perm ...int64) string {
+			lin := g.linear(x, w.get(p+"attention.self."+name+".weight", H, H), w.get(p+"attention.self."+name+".bias", H))
+			return g.op("Transpose", []string{g.op("Reshape", []string{lin, splitShape})}, attrInts64("perm", perm...))
+		}
+		q := heads("query", 0, 2, 1, 3)
+		k := heads("key", 0, 2, 3, 1)
+		v := heads("value", 0, 2, 1, 3)
+		scores := g.op("Div", []string{g.op("MatMul", []string{q, k}), scale})
+		probs := g.op("Softmax", []string{g.op("Add", []string{scores, extMask})}, attrI("axis", -1))
+		ctx := g.op("Transpose", []string{g.op("MatMul", []string{probs, v})}, attrInts64("perm", 0, 2, 1, 3))
+		ctx = g.op("Reshape", []string{ctx, mergeShape})
+		attn := g.linear(ctx, w.get(p+"attention.output.dense.weight", H, H), w.get(p+"attention.output.dense.bias", H))
+		x = g.layerNorm(g.op("Add", []string{attn, x}),
+			w.get(p+"attention.output.LayerNorm.weight", H), w.get(p+"attention.output.LayerNorm.bias", H), eps)
+
+		// GELU in the exact erf form PyTorch exports, which ORT fuses.
+		inter := g.linear(x, w.get(p+"intermediate.dense.weight", I, H), w.get(p+"intermediate.dense.bias", I))
+		erf := g.op("Erf", []string{g.op("Div", []string{inter, sqrt2})})
+		gelu := g.op("Mul", []string{g.op("Mul", []string{inter, g.op("Add", []string{erf, "const_one_f"})}), half})
+		out := g.linear(gelu, w.get(p+"output.dense.weight", H, I), w.get(p+"output.dense.bias", H))
+		x = g.layerNorm(g.op("Add", []string{out, x}),
+			w.get(p+"output.LayerNorm.weight", H), w.get(p+"output.LayerNorm.bias", H), eps)
+	}
+	if w.err != nil {
+		return nil, w.err
+	}
+	g.nodes = append(g.nodes, encodeNode("output", "Identity", "", []string{x}, []string{"last_hidden_state"}, nil))
+
+	var gb []byte
+	for _, n := range g.nodes {
+		gb = protowire.AppendTag(gb, 1, protowire.BytesType)
+		gb = protowire.AppendBytes(gb, n)
+	}
+	gb = protowire.AppendTag(gb, 2, protowire.BytesType)
+	gb = protowire.AppendString(gb, "bert_encoder")
+	for _, t := range g.inits {
+		gb = protowire.AppendTag(gb, 5, protowire.BytesType)
+		gb = protowire.AppendBytes(gb, t)
+	}
+	for _, in := range g.inputs {
+		gb = protowire.AppendTag(gb, 11, protowire.BytesType)
+		gb = protowire.AppendBytes(gb, in)
+	}
+	for _, out := range g.outputs {
+		gb = protowire.AppendTag(gb, 12, protowire.BytesType)
+		gb = protowire.AppendBytes(gb, out)
+	}
+	opsets := []opset{{"", 17}}
+	if quantize {
+		opsets = append(opsets, opset{"com.microsoft", 1})
+	}
+	return encodeModel(gb, opsets, "autorouter", BuilderVersion), nil
+}
+
+// BuilderVersion changes whenever the graph this package writes changes, so
+// that setup rebuilds models built by an older version.
+const BuilderVersion = "bertgraph/1"
