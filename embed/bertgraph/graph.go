@@ -63,9 +63,9 @@ type graph struct {
 	inputs  [][]byte
 	outputs [][]byte
 	seq     int
-	// quantize turns every MatMul against a constant weight into a
-	// com.microsoft DynamicQuantizeMatMul with per-column int8 weights.
-	quantize bool
+	// quantize says which Linear weights become a com.microsoft
+	// DynamicQuantizeMatMul with per-column int8 weights; nil quantises none.
+	quantize func(weight string) bool
 }
 
 func (g *graph) fresh(prefix string) string {
@@ -100,7 +100,7 @@ func (g *graph) linear(x string, w, b *Tensor) string {
 			wt[i*out+o] = w.Data[o*in+i]
 		}
 	}
-	if g.quantize {
+	if g.quantize != nil && g.quantize(w.Name) {
 		q, scale := quantizePerColumn(wt, in, out)
 		g.inits = append(g.inits, encodeTensor(w.Name+".q", dtInt8, []int64{int64(in), int64(out)}, int8Raw(q)))
 		g.constF(w.Name+".scale", []int64{int64(out)}, scale)
@@ -185,8 +185,9 @@ func (w *weights) get(name string, shape ...int) *Tensor {
 // BuildGraph returns the serialised ONNX model of a BERT encoder with inputs
 // input_ids, attention_mask and token_type_ids (int64, [batch, sequence]) and
 // output last_hidden_state (float32, [batch, sequence, hidden]). With
-// quantize set, weight MatMuls use int8 DynamicQuantizeMatMul.
-func BuildGraph(cfg Config, tensors map[string]*Tensor, weightsPath string, quantize bool) ([]byte, error) {
+// a non-nil quantize, the Linear weights it accepts use int8
+// DynamicQuantizeMatMul.
+func BuildGraph(cfg Config, tensors map[string]*Tensor, weightsPath string, quantize func(weight string) bool) ([]byte, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -289,7 +290,7 @@ func BuildGraph(cfg Config, tensors map[string]*Tensor, weightsPath string, quan
 		gb = protowire.AppendBytes(gb, out)
 	}
 	opsets := []opset{{"", 17}}
-	if quantize {
+	if quantize != nil {
 		opsets = append(opsets, opset{"com.microsoft", 1})
 	}
 	return encodeModel(gb, opsets, "autorouter", BuilderVersion), nil
@@ -298,3 +299,4 @@ func BuildGraph(cfg Config, tensors map[string]*Tensor, weightsPath string, quan
 // BuilderVersion changes whenever the graph this package writes changes, so
 // that setup rebuilds models built by an older version.
 const BuilderVersion = "bertgraph/1"
+

@@ -1,0 +1,385 @@
+package embed
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// ONNXOptions configures a local ONNX encoder. Zero values mean the defaults.
+type ONNXOptions struct {
+	// ModelDir holds the model file and tokenizer.json: the directory
+	// scripts/setup.sh builds (models/all-MiniLM-L6-v2) or any
+	// sentence-transformers ONNX export.
+	ModelDir string
+	// ModelFile is the graph inside ModelDir: "model.onnx" (fp32, default)
+	// or "model_int8.onnx" (dynamically quantised, faster).
+	ModelFile string
+	// RuntimeLib is the ONNX Runtime shared library. Default:
+	// <ModelDir>/../onnxruntime/libonnxruntime.so, where setup puts it.
+	RuntimeLib string
+	// IntraOpThreads is the threads one inference may use. Default 1, which
+	// gives the best throughput when many requests embed concurrently.
+	IntraOpThreads int
+	// MaxSeqLen caps tokens per text, [CLS] and [SEP] included; longer texts
+	// are truncated. Default 256, the length all-MiniLM-L6-v2 was trained on.
+	MaxSeqLen int
+	// MaxBatch is the most texts one inference runs; larger inputs are split.
+	// Default 32.
+	MaxBatch int
+}
+
+// ONNX is the in-process sentence encoder: tokenizer, ONNX Runtime session,
+// mean pooling over the attention mask and L2 normalisation. It is safe for
+// concurrent use.
+type ONNX struct {
+	tok       *Tokenizer
+	session   *ort.DynamicAdvancedSession
+	options   *ort.SessionOptions
+	typeIDs   bool // the graph takes token_type_ids
+	pooled    bool // the graph outputs sentence_embedding, already pooled
+	dim       int
+	maxBatch  int
+	modelID   string
+	modelPath string
+
+	// bufs holds *onnxBuffers; each Embed call takes one for its lifetime.
+	bufs sync.Pool
+
+	closeOnce sync.Once
+}
+
+var _ Encoder = (*ONNX)(nil)
+var _ Identifier = (*ONNX)(nil)
+var _ io.Closer = (*ONNX)(nil)
+
+// onnxBuffers are the per-call scratch slices, reused across calls.
+type onnxBuffers struct {
+	ids, mask, types []int64
+	out              []float32
+	tokens           []int64
+	offsets          []int
+}
+
+// NewONNX loads the tokenizer and model in opts.ModelDir and starts an ONNX
+// Runtime session. Close releases it.
+func NewONNX(opts ONNXOptions) (*ONNX, error) {
+	if opts.ModelDir == "" {
+		return nil, errors.New("onnx encoder: no model directory given")
+	}
+	if opts.ModelFile == "" {
+		opts.ModelFile = "model.onnx"
+	}
+	if opts.RuntimeLib == "" {
+		opts.RuntimeLib = filepath.Join(filepath.Dir(filepath.Clean(opts.ModelDir)), "onnxruntime", "libonnxruntime.so")
+	}
+	if opts.IntraOpThreads <= 0 {
+		opts.IntraOpThreads = 1
+	}
+	if opts.MaxSeqLen <= 0 {
+		opts.MaxSeqLen = 256
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 32
+	}
+	modelPath := filepath.Join(opts.ModelDir, opts.ModelFile)
+	if _, err := os.Stat(modelPath); err != nil {
+		return nil, fmt.Errorf("onnx encoder: model %s: %w (run scripts/setup.sh, or point model_path at a sentence-transformers ONNX directory with model.onnx and tokenizer.json)", modelPath, err)
+	}
+	tok, err := LoadTokenizer(filepath.Join(opts.ModelDir, "tokenizer.json"), opts.MaxSeqLen)
+	if err != nil {
+		return nil, fmt.Errorf("onnx encoder: %w", err)
+	}
+	if err := acquireRuntime(opts.RuntimeLib); err != nil {
+		return nil, fmt.Errorf("onnx encoder: %w", err)
+	}
+	e := &ONNX{tok: tok, maxBatch: opts.MaxBatch, modelPath: modelPath}
+	if err := e.open(modelPath, opts.IntraOpThreads); err != nil {
+		releaseRuntime()
+		return nil, fmt.Errorf("onnx encoder: %s: %w", modelPath, err)
+	}
+	id, err := modelID(opts.ModelDir, opts.ModelFile, modelPath)
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("onnx encoder: %w", err)
+	}
+	e.modelID = id
+	e.bufs.New = func() any { return new(onnxBuffers) }
+	return e, nil
+}
+
+// open inspects the graph's inputs and outputs and creates the session.
+func (e *ONNX) open(modelPath string, threads int) error {
+	ins, outs, err := ort.GetInputOutputInfo(modelPath)
+	if err != nil {
+		return fmt.Errorf("reading graph inputs and outputs: %w", err)
+	}
+	have := map[string]bool{}
+	for _, in := range ins {
+		have[in.Name] = true
+	}
+	if !have["input_ids"] || !have["attention_mask"] {
+		return fmt.Errorf("graph inputs %v: want BERT-family inputs input_ids and attention_mask (token_type_ids optional)", names(ins))
+	}
+	inputNames := []string{"input_ids", "attention_mask"}
+	if have["token_type_ids"] {
+		e.typeIDs = true
+		inputNames = append(inputNames, "token_type_ids")
+	}
+	var output string
+	for _, o := range outs {
+		switch o.Name {
+		case "sentence_embedding":
+			output, e.pooled = o.Name, true
+		case "last_hidden_state":
+			if output == "" {
+				output = o.Name
+			}
+		}
+		if o.Name == output {
+			dims := o.Dimensions
+			if len(dims) > 0 && dims[len(dims)-1] > 0 {
+				e.dim = int(dims[len(dims)-1])
+			}
+		}
+	}
+	if output == "" {
+		return fmt.Errorf("graph outputs %v: want last_hidden_state or sentence_embedding", names(outs))
+	}
+	if e.dim <= 0 {
+		return fmt.Errorf("output %s has no fixed embedding dimension", output)
+	}
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		return fmt.Errorf("creating session options: %w", err)
+	}
+	e.options = so
+	if err := so.SetIntraOpNumThreads(threads); err != nil {
+		return fmt.Errorf("setting intra-op threads: %w", err)
+	}
+	if err := so.SetInterOpNumThreads(1); err != nil {
+		return fmt.Errorf("setting inter-op threads: %w", err)
+	}
+	if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
+		return fmt.Errorf("setting graph optimisation: %w", err)
+	}
+	s, err := ort.NewDynamicAdvancedSession(modelPath, inputNames, []string{output}, so)
+	if err != nil {
+		return fmt.Errorf("creating session: %w", err)
+	}
+	e.session = s
+	return nil
+}
+
+func names(infos []ort.InputOutputInfo) []string {
+	out := make([]string, len(infos))
+	for i, in := range infos {
+		out[i] = in.Name
+	}
+	return out
+}
+
+// modelID is the sha256 of the graph: from the builder's manifest.json when
+// present (hashing 90 MB at every start would cost ~0.3 s), else computed.
+func modelID(dir, file, path string) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil {
+		var m struct {
+			Files map[string]struct {
+				SHA256 string `json:"sha256"`
+			} `json:"files"`
+		}
+		if json.Unmarshal(b, &m) == nil && m.Files[file].SHA256 != "" {
+			return "onnx:" + m.Files[file].SHA256, nil
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("hashing model: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hashing model %s: %w", path, err)
+	}
+	return "onnx:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Dim is the embedding size (384 for all-MiniLM-L6-v2).
+func (e *ONNX) Dim() int { return e.dim }
+
+// ModelID identifies the exact graph by its sha256.
+func (e *ONNX) ModelID() string { return e.modelID }
+
+// MaxBatch is the most texts one inference runs.
+func (e *ONNX) MaxBatch() int { return e.maxBatch }
+
+// Embed writes one unit vector per text into dst (len(texts)*Dim()).
+func (e *ONNX) Embed(ctx context.Context, texts []string, dst []float32) error {
+	if len(dst) != len(texts)*e.dim {
+		return fmt.Errorf("onnx encoder: dst has %d floats, want %d (%d texts × %d)", len(dst), len(texts)*e.dim, len(texts), e.dim)
+	}
+	b := e.bufs.Get().(*onnxBuffers)
+	defer e.bufs.Put(b)
+	for start := 0; start < len(texts); start += e.maxBatch {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		end := min(start+e.maxBatch, len(texts))
+		if err := e.embedBatch(b, texts[start:end], dst[start*e.dim:end*e.dim]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// embedBatch tokenizes texts, pads them to the longest, runs one inference
+// and pools. All scratch lives in b.
+func (e *ONNX) embedBatch(b *onnxBuffers, texts []string, dst []float32) error {
+	b.tokens, b.offsets = b.tokens[:0], append(b.offsets[:0], 0)
+	seq := 0
+	for _, t := range texts {
+		var err error
+		b.tokens, err = e.tok.EncodeInto(b.tokens, t)
+		if err != nil {
+			return fmt.Errorf("onnx encoder: %w", err)
+		}
+		b.offsets = append(b.offsets, len(b.tokens))
+		seq = max(seq, b.offsets[len(b.offsets)-1]-b.offsets[len(b.offsets)-2])
+	}
+	n := len(texts)
+	b.ids = grow(b.ids, n*seq)
+	b.mask = grow(b.mask, n*seq)
+	b.types = grow(b.types, n*seq)
+	clear(b.ids)
+	clear(b.mask)
+	clear(b.types)
+	for i := 0; i < n; i++ {
+		toks := b.tokens[b.offsets[i]:b.offsets[i+1]]
+		copy(b.ids[i*seq:], toks)
+		for j := range toks {
+			b.mask[i*seq+j] = 1
+		}
+	}
+	outLen := n * seq * e.dim
+	if e.pooled {
+		outLen = n * e.dim
+	}
+	b.out = grow(b.out, outLen)
+	if err := e.run(b.ids, b.mask, b.types, n, seq, b.out); err != nil {
+		return err
+	}
+	if e.pooled {
+		for i := 0; i < n; i++ {
+			normalizeInto(dst[i*e.dim:(i+1)*e.dim], b.out[i*e.dim:(i+1)*e.dim])
+		}
+		return nil
+	}
+	for i := 0; i < n; i++ {
+		v := dst[i*e.dim : (i+1)*e.dim]
+		clear(v)
+		count := b.offsets[i+1] - b.offsets[i]
+		for j := 0; j < count; j++ {
+			row := b.out[(i*seq+j)*e.dim : (i*seq+j+1)*e.dim]
+			for k, x := range row {
+				v[k] += x
+			}
+		}
+		// Mean then normalise: the 1/count factor cancels in the norm, but
+		// keeping it avoids overflow on very long inputs.
+		inv := 1 / float32(count)
+		for k := range v {
+			v[k] *= inv
+		}
+		normalizeInto(v, v)
+	}
+	return nil
+}
+
+// run executes one inference on padded [n, seq] inputs, writing the output
+// into out, which must have the output's full size.
+func (e *ONNX) run(ids, mask, types []int64, n, seq int, out []float32) error {
+	shape := ort.NewShape(int64(n), int64(seq))
+	var values [3]ort.Value
+	inputs := values[:0]
+	for _, data := range [][]int64{ids, mask, types} {
+		if len(inputs) == 2 && !e.typeIDs {
+			break
+		}
+		t, err := ort.NewTensor(shape, data[:n*seq])
+		if err != nil {
+			destroyAll(inputs)
+			return fmt.Errorf("onnx encoder: creating input tensor: %w", err)
+		}
+		inputs = append(inputs, t)
+	}
+	defer destroyAll(inputs)
+	outShape := ort.NewShape(int64(n), int64(seq), int64(e.dim))
+	if e.pooled {
+		outShape = ort.NewShape(int64(n), int64(e.dim))
+	}
+	ot, err := ort.NewTensor(outShape, out)
+	if err != nil {
+		return fmt.Errorf("onnx encoder: creating output tensor: %w", err)
+	}
+	defer ot.Destroy()
+	if err := e.session.Run(inputs, []ort.Value{ot}); err != nil {
+		return fmt.Errorf("onnx encoder: running %s: %w", filepath.Base(e.modelPath), err)
+	}
+	return nil
+}
+
+func destroyAll(vs []ort.Value) {
+	for _, v := range vs {
+		v.Destroy()
+	}
+}
+
+// Close releases the session and the runtime reference. Embed must not be
+// called after Close.
+func (e *ONNX) Close() error {
+	var err error
+	e.closeOnce.Do(func() {
+		if e.session != nil {
+			err = e.session.Destroy()
+		}
+		if e.options != nil {
+			e.options.Destroy()
+		}
+		releaseRuntime()
+	})
+	return err
+}
+
+// normalizeInto writes src scaled to unit length into dst (which may alias
+// src). A zero vector stays zero.
+func normalizeInto(dst, src []float32) {
+	var s float64
+	for _, x := range src {
+		s += float64(x) * float64(x)
+	}
+	if s == 0 {
+		copy(dst, src)
+		return
+	}
+	inv := float32(1 / math.Sqrt(s))
+	for i, x := range src {
+		dst[i] = x * inv
+	}
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
