@@ -113,20 +113,24 @@ func (t *Tokenizer) EncodeInto(dst []int64, text string) ([]int64, error) {
 	return append(dst, t.sep), nil
 }
 
-// clipWords cuts text after the word during which maxTokens non-space runes
-// have been seen. Every WordPiece token consumes at least one non-space rune
-// and a word's first pieces depend only on that word, so the first maxTokens
-// tokens are unchanged, while a 10,000-word input costs no more than a short one.
+// clipWords cuts text at the whitespace after its first maxTokens words.
+// Every whitespace-separated word yields at least one token and a word's
+// pieces depend only on that word, so the first maxTokens tokens are
+// unchanged, while a 10,000-word input costs no more than a short one.
 func clipWords(text string, maxTokens int) string {
-	seen := 0
+	words, inWord := 0, false
 	for i, r := range text {
 		if unicode.IsSpace(r) {
-			if seen >= maxTokens {
+			if inWord && words >= maxTokens {
 				return text[:i]
 			}
+			inWord = false
 			continue
 		}
-		seen++
+		if !inWord {
+			words++
+			inWord = true
+		}
 	}
 	return text
 }

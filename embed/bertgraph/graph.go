@@ -299,4 +299,3 @@ func BuildGraph(cfg Config, tensors map[string]*Tensor, weightsPath string, quan
 // BuilderVersion changes whenever the graph this package writes changes, so
 // that setup rebuilds models built by an older version.
 const BuilderVersion = "bertgraph/1"
-

@@ -1,0 +1,110 @@
+package embed
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func loadTestTokenizer(t testing.TB, maxLen int) *Tokenizer {
+	t.Helper()
+	tk, err := LoadTokenizer(filepath.Join(modelDir(t), "tokenizer.json"), maxLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+// TestTokenizerMatchesHF checks ids against what Hugging Face tokenizers
+// produce for all-MiniLM-L6-v2's tokenizer.json (BertNormalizer with
+// lowercase and strip_accents null, BertPreTokenizer, WordPiece).
+func TestTokenizerMatchesHF(t *testing.T) {
+	tk := loadTestTokenizer(t, 256)
+	for _, tc := range []struct {
+		name, text string
+		want       []int64
+	}{
+		// [CLS] hello world — naive cafe 東 京 [UNK] [SEP]
+		{"accents cjk emoji", "Héllo wörld — naïve café 東京 🙂", []int64{101, 7592, 2088, 1517, 15743, 7668, 1879, 1755, 100, 102}},
+		{"empty", "", []int64{101, 102}},
+		{"whitespace only", " \t\n ", []int64{101, 102}},
+		// [CLS] hello , world ! ! [SEP]
+		{"punctuation", "Hello, World!!", []int64{101, 7592, 1010, 2088, 999, 999, 102}},
+		// Whitespace runs, tabs, newlines and NBSP all separate words.
+		{"whitespace runs", "hello   \t\n world\u00a0hello", []int64{101, 7592, 2088, 7592, 102}},
+		// NUL and other control characters vanish without splitting the word.
+		{"control chars", "hel\x00lo\u200b world\x07", []int64{101, 7592, 2088, 102}},
+		// [CLS] una ##ffa ##ble [SEP]
+		{"wordpiece", "unaffable", []int64{101, 14477, 20961, 3468, 102}},
+		{"uppercase accents", "CAFÉ ÉCOLE", []int64{101, 7668, 12431, 102}},
+		{"long word is unknown", strings.Repeat("x", 101), []int64{101, 100, 102}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tk.EncodeInto(nil, tc.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalIDs(got, tc.want) {
+				t.Fatalf("EncodeInto(%q) = %v, want %v", tc.text, got, tc.want)
+			}
+		})
+	}
+}
+
+func equalIDs(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestTokenizerTruncates(t *testing.T) {
+	tk := loadTestTokenizer(t, 16)
+	short, err := tk.EncodeInto(nil, strings.Repeat("hello world ", 7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, err := tk.EncodeInto(nil, strings.Repeat("hello world ", 10000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(long) != 16 || long[0] != 101 || long[15] != 102 {
+		t.Fatalf("long text gave %d ids %v, want 16 framed by [CLS]/[SEP]", len(long), long)
+	}
+	// Clipping the text early must not change the first tokens.
+	if !equalIDs(long[:15], short[:15]) {
+		t.Fatalf("truncated prefix %v differs from %v", long[:15], short[:15])
+	}
+}
+
+func TestLoadTokenizerErrors(t *testing.T) {
+	if _, err := LoadTokenizer(filepath.Join(t.TempDir(), "tokenizer.json"), 256); err == nil || !strings.Contains(err.Error(), "setup.sh") {
+		t.Fatalf("missing file: err = %v, want a hint to run setup.sh", err)
+	}
+	if _, err := LoadTokenizer(filepath.Join(modelDir(t), "tokenizer.json"), 1); err == nil {
+		t.Fatal("maxLen 1: want an error")
+	}
+}
+
+func FuzzEncode(f *testing.F) {
+	tk := loadTestTokenizer(f, 32)
+	for _, s := range []string{"", "Héllo wörld", "東京 🙂", "\x00\xff", strings.Repeat("ab ", 50)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ids, err := tk.EncodeInto(nil, s)
+		if err != nil {
+			t.Fatalf("EncodeInto(%q): %v", s, err)
+		}
+		if len(ids) < 2 || len(ids) > 32 || ids[0] != 101 || ids[len(ids)-1] != 102 {
+			t.Fatalf("EncodeInto(%q) = %v: want 2..32 ids framed by [CLS]/[SEP]", s, ids)
+		}
+		_ = utf8.ValidString(s)
+	})
+}
