@@ -19,6 +19,9 @@ type Deployment struct {
 	ModelName string         `yaml:"model_name"`
 	Params    LiteLLMParams  `yaml:"litellm_params"`
 	ModelInfo map[string]any `yaml:"model_info"`
+
+	// Router is the parsed router.json of an auto router; nil otherwise.
+	Router *RouterFile `yaml:"-"`
 }
 
 // LiteLLMParams is a deployment's litellm_params block.
@@ -52,7 +55,7 @@ type LiteLLMParams struct {
 // RouterSettings is LiteLLM's router_settings block.
 type RouterSettings struct {
 	// NumRetries is how often a failed upstream call (429, 5xx, connection
-	// error) is retried on the same model group. Default 2... set by the loader.
+	// error) is retried on the same model group; nil means the proxy's default.
 	NumRetries *int `yaml:"num_retries"`
 	// RoutingStrategy picks a deployment within a model group:
 	// "simple-shuffle" (default) or "least-busy".

@@ -1,6 +1,9 @@
 package router
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Decision is the outcome of routing one request through an auto router.
 type Decision struct {
@@ -45,3 +48,43 @@ const (
 	ReasonBelowThreshold = "below_threshold"
 	ReasonEmbedError     = "embed_error"
 )
+
+// decisionJSON is the wire form of a Decision, used by the CLI and the
+// proxy's /route endpoint.
+type decisionJSON struct {
+	Text     string          `json:"text"`
+	Router   string          `json:"router"`
+	Model    string          `json:"model"`
+	Route    *string         `json:"route"`
+	Score    float32         `json:"score"`
+	Fallback bool            `json:"fallback"`
+	Reason   string          `json:"reason,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Scores   []routeScoreDTO `json:"scores"`
+	EmbedMS  float64         `json:"embed_ms"`
+	ScoreMS  float64         `json:"score_ms"`
+}
+
+type routeScoreDTO struct {
+	Route     string  `json:"route"`
+	Score     float32 `json:"score"`
+	Threshold float32 `json:"threshold"`
+	Passed    bool    `json:"passed"`
+}
+
+// MarshalJSON encodes the decision with "route": null when it fell back.
+func (d Decision) MarshalJSON() ([]byte, error) {
+	j := decisionJSON{Text: d.Text, Router: d.Router, Model: d.Model, Score: d.Score, Fallback: d.Fallback,
+		Reason: d.Reason, Scores: make([]routeScoreDTO, len(d.Scores)),
+		EmbedMS: float64(d.EmbedTime.Microseconds()) / 1000, ScoreMS: float64(d.ScoreTime.Microseconds()) / 1000}
+	if !d.Fallback {
+		j.Route = &d.Route
+	}
+	if d.Err != nil {
+		j.Error = d.Err.Error()
+	}
+	for i, s := range d.Scores {
+		j.Scores[i] = routeScoreDTO(s)
+	}
+	return json.Marshal(j)
+}
