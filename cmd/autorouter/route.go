@@ -164,4 +164,3 @@ func printDecision(w io.Writer, d router.Decision) {
 	}
 	tw.Flush()
 }
-
