@@ -338,3 +338,11 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) {
 	}
 	s.finish(ctx, id, start, target, dec, "", err)
 }
+
+// fasthttpLogger sends fasthttp's own messages (connection errors, mostly
+// already answered to the client) to slog at debug level.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug("fasthttp: " + fmt.Sprintf(format, args...))
+}
