@@ -72,7 +72,7 @@ func ParseRouterFile(name string, data []byte, logger *slog.Logger) (*RouterFile
 	}
 	ignored := false
 	for _, r := range rf.Routes {
-		if isSet(r.FunctionSchemas) || isSet(r.LLM) {
+		if len(r.FunctionSchemas) > 0 || len(r.LLM) > 0 {
 			ignored = true
 		}
 	}
@@ -80,11 +80,6 @@ func ParseRouterFile(name string, data []byte, logger *slog.Logger) (*RouterFile
 		logger.Warn("router.json: function_schemas and llm are accepted but ignored (LiteLLM ignores them too)", "file", name)
 	}
 	return &rf, nil
-}
-
-func isSet(raw json.RawMessage) bool {
-	s := strings.TrimSpace(string(raw))
-	return s != "" && s != "null"
 }
 
 // describeJSONError adds line:column to a JSON syntax or type error.

@@ -1,0 +1,111 @@
+package router
+
+import (
+	"testing"
+)
+
+// unit returns a 2-D unit vector at the given cosine to (1,0).
+func vec2(cos float32) []float32 {
+	return []float32{cos, float32(sqrt(1 - float64(cos)*float64(cos)))}
+}
+
+func sqrt(x float64) float64 {
+	z := x
+	for i := 0; i < 30 && z > 0; i++ {
+		z = (z + x/z) / 2
+	}
+	return z
+}
+
+func TestIndexSemantics(t *testing.T) {
+	q := []float32{1, 0}
+	// Route a: utterances at cosine 0.9, 0.5; route b: 0.8, 0.8, 0.7.
+	build := func(ta, tb float32, agg Aggregation, k int) *Index {
+		var vecs []float32
+		for _, c := range []float32{0.9, 0.5, 0.8, 0.8, 0.7} {
+			vecs = append(vecs, vec2(c)...)
+		}
+		ix, err := NewIndex(2, []IndexRoute{{"a", ta}, {"b", tb}}, vecs, []int32{0, 0, 1, 1, 1}, IndexOptions{TopK: k, Aggregation: agg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	for _, tc := range []struct {
+		name       string
+		ta, tb     float32
+		agg        Aggregation
+		k          int
+		wantOrder  []string
+		wantWinner string
+	}{
+		// top 5 = all; mean a=0.7, b=0.7667 → b first.
+		{"mean picks b", 0.5, 0.5, AggMean, 5, []string{"b", "a"}, "b"},
+		{"max picks a", 0.5, 0.5, AggMax, 5, []string{"a", "b"}, "a"},
+		{"sum picks b", 0.5, 0.5, AggSum, 5, []string{"b", "a"}, "b"},
+		// b misses its stricter threshold, so lower-scored a wins.
+		{"stricter threshold lets lower route win", 0.6, 0.9, AggMean, 5, []string{"b", "a"}, "a"},
+		{"none passes", 0.95, 0.95, AggMean, 5, []string{"b", "a"}, ""},
+		// top 2 = a(0.9), b(0.8) only.
+		{"top k limits candidates", 0.5, 0.5, AggMean, 2, []string{"a", "b"}, "a"},
+		{"top k 1", 0.5, 0.5, AggMean, 1, []string{"a"}, "a"},
+		{"top k larger than rows", 0.5, 0.5, AggMean, 50, []string{"b", "a"}, "b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			scores := build(tc.ta, tc.tb, tc.agg, tc.k).Score_Into(nil, q)
+			if len(scores) != len(tc.wantOrder) {
+				t.Fatalf("scores %+v, want routes %v", scores, tc.wantOrder)
+			}
+			for i, r := range tc.wantOrder {
+				if scores[i].Route != r {
+					t.Fatalf("scores %+v, want order %v", scores, tc.wantOrder)
+				}
+			}
+			w, ok := Winner(scores)
+			if (tc.wantWinner == "") == ok || w.Route != tc.wantWinner {
+				t.Fatalf("winner %+v (%v), want %q; scores %+v", w, ok, tc.wantWinner, scores)
+			}
+		})
+	}
+}
+
+func TestIndexRejectsBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		dim      int
+		routes   []IndexRoute
+		vecs     []float32
+		rowRoute []int32
+	}{
+		{"dim mismatch", 3, []IndexRoute{{"a", 0.5}}, []float32{1, 0}, []int32{0}},
+		{"route without utterances", 2, []IndexRoute{{"a", 0.5}, {"b", 0.5}}, []float32{1, 0}, []int32{0}},
+		{"threshold out of range", 2, []IndexRoute{{"a", 1.5}}, []float32{1, 0}, []int32{0}},
+		{"row points nowhere", 2, []IndexRoute{{"a", 0.5}}, []float32{1, 0}, []int32{3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewIndex(tc.dim, tc.routes, tc.vecs, tc.rowRoute, IndexOptions{}); err == nil {
+				t.Fatal("want an error")
+			}
+		})
+	}
+}
+
+func TestIndexNormalisesRowsAndZeroAlloc(t *testing.T) {
+	ix, err := NewIndex(2, []IndexRoute{{"a", 0.5}}, []float32{10, 0, 0, 0}, []int32{0, 0}, IndexOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := []float32{1, 0}
+	s := ix.Score_Into(nil, q)
+	// Rows: (1,0) after normalising, and a zero vector scoring 0: mean 0.5.
+	if len(s) != 1 || s[0].Score != 0.5 || !s[0].Passed {
+		t.Fatalf("scores %+v", s)
+	}
+	if raceEnabled {
+		return // the race detector makes sync.Pool drop items, so it allocates
+	}
+	dst := make([]RouteScore, 0, 8)
+	if a := testing.AllocsPerRun(100, func() { dst = ix.Score_Into(dst[:0], q) }); a != 0 {
+		t.Fatalf("Score_Into allocates %v times per query", a)
+	}
+}

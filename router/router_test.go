@@ -1,0 +1,191 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/autorouter/autorouter/router/openai"
+)
+
+// modelsDir is where scripts/setup.sh builds the local model; tests fail
+// with a hint when it is missing.
+func modelsDir(t *testing.T) string {
+	t.Helper()
+	dir, _ := filepath.Abs(filepath.Join("..", "models"))
+	if _, err := os.Stat(filepath.Join(dir, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
+		t.Fatalf("local model missing (%v); run scripts/setup.sh", err)
+	}
+	return dir
+}
+
+const testRouterJSON = `{
+  "encoder_type": "local", "encoder_name": "all-MiniLM-L6-v2",
+  "routes": [
+    {"name": "coder", "utterances": ["write a python function to sort a list", "fix this bug in my javascript code", "implement binary search in go", "how do I make an http request in rust"], "score_threshold": 0.2},
+    {"name": "writer", "utterances": ["write a poem about the sea", "compose a haiku about autumn", "write a short story about a dragon"], "score_threshold": 0.2}
+  ]%s
+}`
+
+// writeTestConfig writes a config with one auto router over mock models.
+func writeTestConfig(t *testing.T, dir, routerExtra string) string {
+	t.Helper()
+	cfg := `model_list:
+  - model_name: auto
+    litellm_params:
+      model: auto_router/auto
+      auto_router_config_path: router.json
+      auto_router_default_model: general
+      auto_router_embedding_model: minilm
+  - model_name: minilm
+    litellm_params:
+      model: local/all-MiniLM-L6-v2
+    model_info:
+      quantized: true
+  - model_name: coder
+    litellm_params: {model: mock/coder}
+  - model_name: writer
+    litellm_params: {model: mock/writer}
+  - model_name: general
+    litellm_params: {model: mock/general}
+`
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "router.json"), []byte(strings.Replace(testRouterJSON, "%s", routerExtra, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func newTestSet(t *testing.T, path, cacheDir string, logs *bytes.Buffer) *Set {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	if logs != nil {
+		logger = slog.New(slog.NewTextHandler(logs, nil))
+	}
+	cfg, err := LoadConfig(path, LoadOptions{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), cfg, Options{Logger: logger, ModelsDir: modelsDir(t), CacheDir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func userMsgs(texts ...string) []openai.Message {
+	var out []openai.Message
+	for i, t := range texts {
+		role := "user"
+		if i%2 == 1 {
+			role = "assistant"
+		}
+		b, _ := json.Marshal(t)
+		out = append(out, openai.Message{Role: role, Content: b})
+	}
+	return out
+}
+
+func TestSetRoutesWithRealModel(t *testing.T) {
+	s := newTestSet(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	for _, tc := range []struct {
+		name     string
+		msgs     []openai.Message
+		model    string
+		fallback bool
+		reason   string
+	}{
+		{"coding prompt", userMsgs("write a go function that sorts a slice of ints"), "coder", false, ""},
+		{"poetry prompt", userMsgs("a haiku about winter snow"), "writer", false, ""},
+		{"off-topic falls back", userMsgs("what's the weather in Paris tomorrow?"), "general", true, ReasonBelowThreshold},
+		{"no user message", []openai.Message{{Role: "system", Content: json.RawMessage(`"hi"`)}}, "general", true, ReasonNoUserMessage},
+		{"empty text", userMsgs(""), "general", true, ReasonEmptyText},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := s.Route(context.Background(), "auto", tc.msgs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Model != tc.model || d.Fallback != tc.fallback || d.Reason != tc.reason {
+				t.Fatalf("decision %+v; want model %s fallback %v reason %q", d, tc.model, tc.fallback, tc.reason)
+			}
+			if !d.Fallback && (d.Route != tc.model || d.Score < 0.2 || len(d.Scores) == 0) {
+				t.Fatalf("decision %+v lacks route/score", d)
+			}
+		})
+	}
+	if _, err := s.Route(context.Background(), "nope", userMsgs("x")); err == nil {
+		t.Fatal("unknown router: want ErrUnknownRouter")
+	}
+}
+
+func TestRouteTextsMatchesRoute(t *testing.T) {
+	s := newTestSet(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	texts := []string{"implement quicksort in python", "write a sonnet about love", "book a flight", ""}
+	batch, err := s.RouteTexts(context.Background(), "auto", texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range texts {
+		one, _ := s.RouteText(context.Background(), "auto", text)
+		if one.Model != batch[i].Model || one.Fallback != batch[i].Fallback {
+			t.Errorf("%q: batch says %s, single says %s", text, batch[i].Model, one.Model)
+		}
+	}
+}
+
+func TestCacheAvoidsReembedding(t *testing.T) {
+	dir, cache := t.TempDir(), t.TempDir()
+	path := writeTestConfig(t, dir, "")
+	var first, second bytes.Buffer
+	newTestSet(t, path, cache, &first)
+	newTestSet(t, path, cache, &second)
+	if !strings.Contains(first.String(), "cached=0") || !strings.Contains(second.String(), "cached=7") {
+		t.Fatalf("want cached=0 then cached=7;\nfirst: %s\nsecond: %s", first.String(), second.String())
+	}
+}
+
+func TestConversationWindow(t *testing.T) {
+	msgs := userMsgs("write a python function to sort a list", "def sort(xs): ...", "and in go")
+	off := newTestSet(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	on := newTestSet(t, writeTestConfig(t, t.TempDir(), `, "conversation_window": 2`), "", nil)
+	d1, _ := off.Route(context.Background(), "auto", msgs)
+	d2, _ := on.Route(context.Background(), "auto", msgs)
+	if d2.Model != "coder" {
+		t.Fatalf("with a window of 2, the follow-up should stay on coder; got %+v", d2)
+	}
+	if d1.Text != "and in go" || !strings.Contains(d2.Text, "python") {
+		t.Fatalf("texts: off %q, on %q", d1.Text, d2.Text)
+	}
+}
+
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	path := writeTestConfig(t, dir, "")
+	s := newTestSet(t, path, "", nil)
+	// A broken router.json keeps the old routers.
+	os.WriteFile(filepath.Join(dir, "router.json"), []byte(`{"routes": [{"name": "coder", "utterances": [], "score_threshold": 0.2}]}`), 0o644)
+	if err := s.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), `route "coder": no utterances`) {
+		t.Fatalf("reload of a bad file: err = %v", err)
+	}
+	if d, _ := s.RouteText(context.Background(), "auto", "compose a poem about the ocean"); d.Model != "writer" {
+		t.Fatalf("old routers should still answer; got %+v", d)
+	}
+	// A good change is swapped in.
+	os.WriteFile(filepath.Join(dir, "router.json"), []byte(`{"routes": [{"name": "writer", "utterances": ["debug my python code"], "score_threshold": 0.2}]}`), 0o644)
+	if err := s.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.RouteText(context.Background(), "auto", "my python code has a bug"); d.Model != "writer" {
+		t.Fatalf("reloaded routes not in effect: %+v", d)
+	}
+}
