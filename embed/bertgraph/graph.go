@@ -157,29 +157,44 @@ type weights struct {
 }
 
 func (w *weights) get(name string, shape ...int) *Tensor {
-	if w.err != nil {
-		return &Tensor{Name: name, Shape: shape}
+	if w.err == nil {
+		w.err = w.check(name, shape)
 	}
+	if w.err != nil {
+		// Keep building with zeros so the graph code needs no error paths;
+		// BuildGraph reports the first problem and discards the graph.
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		return &Tensor{Name: name, Shape: shape, Data: make([]float32, n)}
+	}
+	t, ok := w.m[name]
+	if !ok {
+		t = w.m["bert."+name]
+	}
+	return &Tensor{Name: name, Shape: t.Shape, Data: t.Data}
+}
+
+// check reports a missing tensor or one of the wrong shape.
+func (w *weights) check(name string, shape []int) error {
 	t, ok := w.m[name]
 	if !ok {
 		// Some exports prefix every tensor with "bert.".
 		t, ok = w.m["bert."+name]
 	}
 	if !ok {
-		w.err = fmt.Errorf("%s: tensor %q is missing; is this a BERT encoder checkpoint?", w.path, name)
-		return &Tensor{Name: name, Shape: shape}
+		return fmt.Errorf("%s: tensor %q is missing; is this a BERT encoder checkpoint?", w.path, name)
 	}
 	if len(t.Shape) != len(shape) {
-		w.err = fmt.Errorf("%s: tensor %q has shape %v, want %v", w.path, name, t.Shape, shape)
-		return t
+		return fmt.Errorf("%s: tensor %q has shape %v, want %v", w.path, name, t.Shape, shape)
 	}
 	for i := range shape {
 		if t.Shape[i] != shape[i] {
-			w.err = fmt.Errorf("%s: tensor %q has shape %v, want %v", w.path, name, t.Shape, shape)
-			return t
+			return fmt.Errorf("%s: tensor %q has shape %v, want %v", w.path, name, t.Shape, shape)
 		}
 	}
-	return &Tensor{Name: name, Shape: t.Shape, Data: t.Data}
+	return nil
 }
 
 // BuildGraph returns the serialised ONNX model of a BERT encoder with inputs
