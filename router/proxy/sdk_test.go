@@ -1,0 +1,64 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/autorouter/autorouter/router"
+)
+
+// TestOpenAINodeSDK runs the official OpenAI Node SDK (testdata/node)
+// against the real proxy, real router and real local model over loopback.
+func TestOpenAINodeSDK(t *testing.T) {
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required for the OpenAI SDK test: install Node.js and npm", tool)
+		}
+	}
+	models, _ := filepath.Abs("../../models")
+	if _, err := os.Stat(filepath.Join(models, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
+		t.Fatalf("local model missing (%v); run scripts/setup.sh", err)
+	}
+	cfg, err := router.LoadConfig("../../cmd/autorouter/example/config.yaml", router.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := router.New(context.Background(), cfg, router.Options{ModelsDir: models})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	srv, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetRouter(set, set)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+
+	dir := "testdata/node"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	install := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	install.Dir = dir
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	run := exec.CommandContext(ctx, "node", "--test", "sdk.test.mjs")
+	run.Dir = dir
+	run.Env = append(os.Environ(), "AUTOROUTER_BASE_URL=http://"+ln.Addr().String()+"/v1", "AUTOROUTER_KEY=sk-1234")
+	out, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("OpenAI Node SDK tests failed: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
