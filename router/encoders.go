@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -41,7 +42,7 @@ func (p *encoderPool) key(cfg *Config, d Deployment) (string, embed.ONNXOptions)
 }
 
 // get returns the shared encoder for an embedding deployment.
-func (p *encoderPool) get(cfg *Config, d Deployment) (embed.Encoder, error) {
+func (p *encoderPool) get(ctx context.Context, cfg *Config, d Deployment) (embed.Encoder, error) {
 	key, onnxOpts := p.key(cfg, d)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -56,8 +57,22 @@ func (p *encoderPool) get(cfg *Config, d Deployment) (embed.Encoder, error) {
 			return nil, fmt.Errorf("embedding model %q: %w", d.ModelName, err)
 		}
 		e = o
+	case "openai":
+		base := d.Params.APIBase
+		if base == "" {
+			base = "https://api.openai.com/v1"
+		}
+		o, err := embed.NewOpenAI(embed.OpenAIOptions{BaseURL: base, APIKey: d.Params.APIKey.Value(),
+			Model: d.Params.UpstreamModel(), Timeout: d.Params.Timeout.D()})
+		if err != nil {
+			return nil, fmt.Errorf("embedding model %q: %w", d.ModelName, err)
+		}
+		if err := o.Probe(ctx); err != nil {
+			return nil, fmt.Errorf("embedding model %q: %w", d.ModelName, err)
+		}
+		e = o
 	default:
-		return nil, fmt.Errorf("embedding model %q: provider %q is not supported yet; use local/<model>", d.ModelName, d.Params.Provider())
+		return nil, fmt.Errorf("embedding model %q: provider %q cannot embed; use local/<model> or openai/<model>", d.ModelName, d.Params.Provider())
 	}
 	if p.encs == nil {
 		p.encs = map[string]embed.Encoder{}

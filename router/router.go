@@ -105,7 +105,7 @@ func (s *Set) build(ctx context.Context, cfg *Config) (*generation, error) {
 func (s *Set) buildRouter(ctx context.Context, cfg *Config, d Deployment) (*autoRouter, int, error) {
 	rf := d.Router
 	embDep := cfg.Group(d.Params.AutoRouterEmbeddingModel)[0]
-	enc, err := s.pool.get(cfg, embDep)
+	enc, err := s.pool.get(ctx, cfg, embDep)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -198,7 +198,7 @@ func (s *Set) Encoder(modelName string) (embed.Encoder, error) {
 	if group[0].Params.Provider() != "local" {
 		return nil, fmt.Errorf("model %q is not a local embedding model", modelName)
 	}
-	return s.pool.get(cfg, group[0])
+	return s.pool.get(context.Background(), cfg, group[0])
 }
 
 // Route decides where a chat request for the auto router name goes. It

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,5 +189,48 @@ func TestReload(t *testing.T) {
 	}
 	if d, _ := s.RouteText(context.Background(), "auto", "my python code has a bug"); d.Model != "writer" {
 		t.Fatalf("reloaded routes not in effect: %+v", d)
+	}
+}
+
+// TestRemoteEncoder routes with encoder_type "openai"
+// against a local OpenAI-compatible /v1/embeddings server backed by the real
+// local model, the way a team would point autorouter at another embedding
+// service.
+func TestRemoteEncoder(t *testing.T) {
+	local := newTestSet(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	enc, err := local.Encoder("minilm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Input []string }
+		json.NewDecoder(r.Body).Decode(&req)
+		vecs := make([]float32, len(req.Input)*enc.Dim())
+		if err := enc.Embed(r.Context(), req.Input, vecs); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		var data []map[string]any
+		for i := range req.Input {
+			data = append(data, map[string]any{"index": i, "embedding": vecs[i*enc.Dim() : (i+1)*enc.Dim()]})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"data": data})
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	path := writeTestConfig(t, dir, "")
+	b, _ := os.ReadFile(path)
+	cfgText := strings.Replace(string(b), "      model: local/all-MiniLM-L6-v2\n    model_info:\n      quantized: true\n",
+		"      model: openai/remote-minilm\n      api_base: "+srv.URL+"/v1\n", 1)
+	os.WriteFile(path, []byte(cfgText), 0o644)
+	remote := newTestSet(t, path, "", nil)
+	d, err := remote.RouteText(context.Background(), "auto", "write a go function that sorts a slice of ints")
+	if err != nil || d.Model != "coder" {
+		t.Fatalf("remote-encoder decision %+v, %v", d, err)
+	}
+	srv.Close()
+	d, _ = remote.RouteText(context.Background(), "auto", "write a go function")
+	if !d.Fallback || d.Reason != ReasonEmbedError || d.Err == nil {
+		t.Fatalf("with the embedding endpoint down, want an embed_error fallback; got %+v", d)
 	}
 }
