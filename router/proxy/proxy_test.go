@@ -48,7 +48,7 @@ func okCompletion(w http.ResponseWriter, model string) {
 }
 
 // startProxy serves cfgYAML on a loopback port and returns its base URL.
-func startProxy(t *testing.T, cfgYAML string, opts Options) (string, *Server) {
+func startProxy(t testing.TB, cfgYAML string, opts Options) (string, *Server) {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
