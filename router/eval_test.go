@@ -1,0 +1,66 @@
+package router
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestEvaluateAndFit(t *testing.T) {
+	rs := func(pairs ...any) []RouteScore {
+		var out []RouteScore
+		for i := 0; i < len(pairs); i += 2 {
+			out = append(out, RouteScore{Route: pairs[i].(string), Score: float32(pairs[i+1].(float64)), Threshold: 0.5})
+		}
+		return out
+	}
+	ex := []EvalExample{
+		{rs("a", 0.9), "a"},
+		{rs("a", 0.45), "a"},            // misses a 0.5 threshold
+		{rs("b", 0.7, "a", 0.6), "b"},   // b first
+		{rs("b", 0.55, "a", 0.52), "a"}, // confused: b wins
+		{rs("a", 0.48), ""},             // out of scope, falls back at 0.5
+		{rs("b", 0.6), ""},              // out of scope, wrongly routed at 0.5
+	}
+	r := Evaluate(ex, nil)
+	if r.InScope != 4 || r.OutOfScope != 2 || r.InScopeAccuracy != 0.5 || r.OutOfScopeRecall != 0.5 {
+		t.Fatalf("report %+v", r)
+	}
+	if q := r.PerRoute["a"]; q.Support != 3 || math.Abs(q.Recall-1.0/3) > 1e-9 || q.Precision != 1 {
+		t.Fatalf("route a %+v", q)
+	}
+	if len(r.Confused) == 0 || r.Confused[0].Count != 1 {
+		t.Fatalf("confused %+v", r.Confused)
+	}
+	th, fit := FitThresholds(ex, []string{"a", "b"})
+	// a at 0.45 catches the second example but also the 0.48 out-of-scope
+	// one; b above 0.6 drops the out-of-scope b and lets the confused
+	// example fall through to a (0.52).
+	if fit.InScopeAccuracy+fit.OutOfScopeRecall <= r.InScopeAccuracy+r.OutOfScopeRecall {
+		t.Fatalf("fit %+v with %v did not improve on %+v", fit, th, r)
+	}
+	if th["b"] <= 0.6 {
+		t.Fatalf("b threshold %v should rise above the out-of-scope 0.6", th["b"])
+	}
+}
+
+func TestWriteThresholdsKeepsFields(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "router.json")
+	src, _ := os.ReadFile("testdata/routerjson/litellm_docs_example.json")
+	os.WriteFile(path, src, 0o644)
+	if err := WriteThresholds(path, map[string]float32{"litellm-gpt-4.1": 0.42}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	rf, err := ParseRouterFile(path, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *rf.Routes[0].ScoreThreshold != 0.42 || *rf.Routes[1].ScoreThreshold != 0.5 {
+		t.Fatalf("thresholds %v %v", *rf.Routes[0].ScoreThreshold, *rf.Routes[1].ScoreThreshold)
+	}
+	if rf.EncoderName != "text-embedding-3-large" || *rf.Routes[1].Description != "coding assistant" || string(rf.Routes[0].Metadata) != "{}" {
+		t.Fatalf("fields lost: %+v", rf)
+	}
+}
