@@ -33,11 +33,7 @@ func LoadConfig(path string, opts LoadOptions) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	cfg, err := ParseConfig(path, data, opts)
-	if err != nil {
-		return nil, err
-	}
-	return cfg, nil
+	return ParseConfig(path, data, opts)
 }
 
 // ParseConfig is LoadConfig on bytes already read; path labels errors and
@@ -215,7 +211,7 @@ func (c *Config) Validate() error {
 	if len(c.ModelList) == 0 {
 		return errors.New("model_list is empty: add at least one model")
 	}
-	groups := map[string]bool{}
+	groups := map[string]int{}
 	for i, d := range c.ModelList {
 		if d.ModelName == "" {
 			return fmt.Errorf("model_list[%d]: model_name is empty", i)
@@ -223,24 +219,13 @@ func (c *Config) Validate() error {
 		if d.Params.Model == "" {
 			return fmt.Errorf("model %q: litellm_params.model is empty; use e.g. openai/gpt-4o, local/all-MiniLM-L6-v2 or mock/test", d.ModelName)
 		}
-		if d.IsAutoRouter() && groups[d.ModelName] {
-			return fmt.Errorf("model %q: two entries with this name; auto router names must be unique", d.ModelName)
-		}
-		groups[d.ModelName] = true
+		groups[d.ModelName]++
 	}
 	for _, d := range c.ModelList {
-		if d.IsAutoRouter() {
-			// An auto router shares its name with nothing: not with another
-			// router, not with a deployment group.
-			n := 0
-			for _, o := range c.ModelList {
-				if o.ModelName == d.ModelName {
-					n++
-				}
-			}
-			if n > 1 {
-				return fmt.Errorf("model %q: an auto router's model_name must be unique in model_list", d.ModelName)
-			}
+		// Several deployments may share a model group, but an auto router's
+		// name must be its own: requests to it are routed, not load-balanced.
+		if d.IsAutoRouter() && groups[d.ModelName] > 1 {
+			return fmt.Errorf("model %q: two entries with this name; an auto router's model_name must be unique in model_list", d.ModelName)
 		}
 	}
 	for _, d := range c.ModelList {
@@ -255,7 +240,7 @@ func (c *Config) Validate() error {
 		if p.AutoRouterDefaultModel == "" {
 			return fmt.Errorf("%s: auto_router_default_model is missing; set it to a model_name from model_list", where)
 		}
-		if !groups[p.AutoRouterDefaultModel] {
+		if groups[p.AutoRouterDefaultModel] == 0 {
 			return fmt.Errorf("%s: auto_router_default_model %q is not a model_name in model_list (have: %s)", where, p.AutoRouterDefaultModel, c.modelNames())
 		}
 		if p.AutoRouterEmbeddingModel == "" {
@@ -277,7 +262,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 		for _, r := range d.Router.Routes {
-			if !groups[r.Name] {
+			if groups[r.Name] == 0 {
 				return fmt.Errorf("%s: route %q has no model_list entry; its name must be the model_name requests go to (have: %s)", where, r.Name, c.modelNames())
 			}
 			if r.Name == d.ModelName {
@@ -290,11 +275,11 @@ func (c *Config) Validate() error {
 	}
 	for _, fb := range c.RouterSettings.Fallbacks {
 		for from, tos := range fb {
-			if !groups[from] {
+			if groups[from] == 0 {
 				return fmt.Errorf("router_settings.fallbacks: %q is not a model_name in model_list", from)
 			}
 			for _, to := range tos {
-				if !groups[to] {
+				if groups[to] == 0 {
 					return fmt.Errorf("router_settings.fallbacks: %q -> %q: %q is not a model_name in model_list", from, to, to)
 				}
 			}

@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -120,7 +121,7 @@ func warnUnknownJSON(name string, data []byte, logger *slog.Logger) {
 	if json.Unmarshal(data, &top) != nil {
 		return
 	}
-	for _, k := range sortedKeys(top) {
+	for _, k := range slices.Sorted(maps.Keys(top)) {
 		if !knownTop[k] {
 			logger.Warn("router.json: unknown key ignored", "file", name, "key", k)
 		}
@@ -130,21 +131,12 @@ func warnUnknownJSON(name string, data []byte, logger *slog.Logger) {
 		return
 	}
 	for i, r := range routes {
-		for _, k := range sortedKeys(r) {
+		for _, k := range slices.Sorted(maps.Keys(r)) {
 			if !knownRoute[k] {
 				logger.Warn("router.json: unknown key ignored", "file", name, "key", fmt.Sprintf("routes[%d].%s", i, k))
 			}
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ScoringSimilarity is LiteLLM's nearest-utterance scoring, the default.

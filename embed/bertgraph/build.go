@@ -8,9 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 )
 
 // Files the builder writes into the output directory.
@@ -158,12 +159,7 @@ func Verify(dir string) (Manifest, error) {
 	if len(m.Files) == 0 {
 		return m, fmt.Errorf("%s: manifest lists no files", filepath.Join(dir, ManifestFile))
 	}
-	names := make([]string, 0, len(m.Files))
-	for name := range m.Files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(m.Files)) {
 		want := m.Files[name]
 		sum, size, err := hashFile(filepath.Join(dir, name))
 		if err != nil {

@@ -3,7 +3,9 @@ package proxy
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -85,12 +87,7 @@ func (m *metrics) write(w io.Writer) {
 	fmt.Fprintln(w, "# HELP autorouter_in_flight_requests Requests being served.")
 	fmt.Fprintln(w, "# TYPE autorouter_in_flight_requests gauge")
 	fmt.Fprintf(w, "autorouter_in_flight_requests %d\n", m.inFlight.Load())
-	names := make([]string, 0, len(m.hists))
-	for n := range m.hists {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(m.hists)) {
 		h := m.hists[name]
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s histogram\n", name, h.help, name)
 		var cum uint64
