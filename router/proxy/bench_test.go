@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/autorouter/autorouter/router"
 )
 
 // fastUpstream is an in-process fasthttp fake provider answering at once.
@@ -63,6 +67,11 @@ func BenchmarkProxyOverhead(b *testing.B) {
 
 // measure sends n requests at the given concurrency and returns each latency.
 func measure(b *testing.B, c *fasthttp.Client, url, body string, conc, n int) []time.Duration {
+	return measureAuth(b, c, url, body, "", conc, n)
+}
+
+// measureAuth is measure with a bearer key.
+func measureAuth(b *testing.B, c *fasthttp.Client, url, body, key string, conc, n int) []time.Duration {
 	lat := make([]time.Duration, n)
 	var next int64
 	var mu sync.Mutex
@@ -85,6 +94,9 @@ func measure(b *testing.B, c *fasthttp.Client, url, body string, conc, n int) []
 				req.SetRequestURI(url)
 				req.Header.SetMethod("POST")
 				req.SetBodyString(body)
+				if key != "" {
+					req.Header.Set("Authorization", "Bearer "+key)
+				}
 				t0 := time.Now()
 				if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 {
 					b.Errorf("request failed: %v %d %s", err, resp.StatusCode(), resp.Body())
@@ -102,4 +114,44 @@ func pct(lat []time.Duration, p int) time.Duration {
 	s := append([]time.Duration(nil), lat...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// BenchmarkRoutedRequests sends chat requests for the example config's auto
+// router (local MiniLM int8, mock upstreams) at concurrency 1, 8 and 64 and
+// reports throughput and latency percentiles.
+func BenchmarkRoutedRequests(b *testing.B) {
+	models, _ := filepath.Abs("../../models")
+	cfg, err := router.LoadConfig("../../cmd/autorouter/example/config.yaml", router.LoadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := router.New(context.Background(), cfg, router.Options{ModelsDir: models})
+	if err != nil {
+		b.Fatalf("%v (run scripts/setup.sh)", err)
+	}
+	defer set.Close()
+	srv, err := New(cfg, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.SetRouter(set, set)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	url := "http://" + ln.Addr().String() + "/v1/chat/completions"
+	body := `{"model":"auto","messages":[{"role":"user","content":"write a python function that parses a csv file and sums the second column"}]}`
+	client := &fasthttp.Client{MaxConnsPerHost: 256}
+	for _, conc := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+			b.ReportAllocs()
+			start := time.Now()
+			lat := measureAuth(b, client, url, body, "sk-1234", conc, b.N)
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+			b.ReportMetric(float64(pct(lat, 50).Microseconds()), "p50-µs")
+			b.ReportMetric(float64(pct(lat, 99).Microseconds()), "p99-µs")
+		})
+	}
 }
