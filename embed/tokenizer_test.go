@@ -1,6 +1,8 @@
 package embed
 
 import (
+	"github.com/sugarme/tokenizer"
+	"github.com/sugarme/tokenizer/pretrained"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,9 +94,64 @@ func TestLoadTokenizerErrors(t *testing.T) {
 	}
 }
 
+// sugarmeReference loads github.com/sugarme/tokenizer on the same
+// tokenizer.json, with its padding and truncation to 128 turned off: the
+// reference our pre-tokenizer and WordPiece are checked against.
+func sugarmeReference(t testing.TB) *tokenizer.Tokenizer {
+	t.Helper()
+	tk, err := pretrained.FromFile(filepath.Join(modelDir(t), "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.WithPadding(nil)
+	tk.WithTruncation(nil)
+	return tk
+}
+
+// referenceIDs tokenizes with sugarme. It gets our normalised text: sugarme
+// v0.3.0 does not strip accents as HF does, which TestTokenizerMatchesHF
+// covers; here only pre-tokenization and WordPiece are compared.
+func referenceIDs(t testing.TB, ref *tokenizer.Tokenizer, tk *Tokenizer, text string) []int64 {
+	t.Helper()
+	norm := tk.normalize(text)
+	out := []int64{101}
+	if strings.TrimSpace(norm) != "" {
+		enc, err := ref.EncodeSingle(norm, false)
+		if err != nil {
+			t.Fatalf("sugarme on %q: %v", norm, err)
+		}
+		for _, id := range enc.Ids {
+			out = append(out, int64(id))
+		}
+	}
+	if len(out) > tk.MaxLen()-1 {
+		out = out[:tk.MaxLen()-1]
+	}
+	return append(out, 102)
+}
+
+func TestTokenizerMatchesSugarme(t *testing.T) {
+	tk := loadTestTokenizer(t, 256)
+	ref := sugarmeReference(t)
+	texts := append(readSentences(t), referenceSentences...)
+	texts = append(texts, "Héllo wörld — naïve café 東京 🙂", "e-mail: a.b@c.com, cost $5.99 (approx.)!", "don't won't y'all",
+		"unaffable antidisestablishmentarianism", "ÀÉÎÕÜ ñ ç ß", "tab\tnew\nline\r\n", "a\u2028b\u00a0c", "１２３ ｆｕｌｌ",
+		"«quotes» „here“ ‹x›", "...---...", "x"+strings.Repeat("y", 150), "Ångström über façade")
+	for _, text := range texts {
+		got, err := tk.EncodeInto(nil, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := referenceIDs(t, ref, tk, text); !equalIDs(got, want) {
+			t.Errorf("%q: got %v, sugarme %v", text, got, want)
+		}
+	}
+}
+
 func FuzzEncode(f *testing.F) {
 	tk := loadTestTokenizer(f, 32)
-	for _, s := range []string{"", "Héllo wörld", "東京 🙂", "\x00\xff", strings.Repeat("ab ", 50)} {
+	ref := sugarmeReference(f)
+	for _, s := range []string{"", "Héllo wörld", "東京 🙂", "\x00\xff", strings.Repeat("ab ", 50), "a,b.c!d", "x##y"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -105,6 +162,20 @@ func FuzzEncode(f *testing.F) {
 		if len(ids) < 2 || len(ids) > 32 || ids[0] != 101 || ids[len(ids)-1] != 102 {
 			t.Fatalf("EncodeInto(%q) = %v: want 2..32 ids framed by [CLS]/[SEP]", s, ids)
 		}
-		_ = utf8.ValidString(s)
+		if !utf8.ValidString(s) {
+			return
+		}
+		if want := referenceIDs(t, ref, tk, s); !equalIDs(ids, want) {
+			t.Fatalf("EncodeInto(%q) = %v, sugarme %v", s, ids, want)
+		}
 	})
+}
+
+func TestEncodeAllocs(t *testing.T) {
+	tk := loadTestTokenizer(t, 256)
+	buf := make([]int64, 0, 64)
+	text := "the quick brown fox jumps over the lazy dog, twice!"
+	if a := testing.AllocsPerRun(100, func() { buf, _ = tk.EncodeInto(buf[:0], text) }); a > 3 {
+		t.Fatalf("EncodeInto allocates %v times per call, want at most 3 (normalised string copies)", a)
+	}
 }
