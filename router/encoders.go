@@ -102,6 +102,10 @@ func (p *encoderPool) close() error {
 // prompts to the default model.
 const DefaultLocalThreshold = 0.5
 
+// DefaultClassifierThreshold is the probability a route needs in classifier
+// scoring when its score_threshold is null.
+const DefaultClassifierThreshold = 0.5
+
 // DefaultThreshold is semantic-router's default score_threshold for an
 // encoder: 0.3 for OpenAI's text-embedding-3 models, 0.82 for ada-002 and
 // other OpenAI models, DefaultLocalThreshold for local models.

@@ -119,11 +119,18 @@ func objective(r EvalReport) float64 {
 	return r.InScopeAccuracy + r.OutOfScopeRecall
 }
 
-// FitThresholds searches per-route thresholds on labelled examples: first
-// the best single threshold for every route, then coordinate ascent, one
-// route at a time, over a grid of 0.01. It returns the thresholds and the
-// report they give on the same examples.
-func FitThresholds(examples []EvalExample, routes []string) (map[string]float32, EvalReport) {
+// FitOptions tunes FitThresholds.
+type FitOptions struct {
+	// GlobalOnly keeps one threshold for every route. Per-route thresholds
+	// fit the data better but overfit when routes have few labelled rows.
+	GlobalOnly bool
+}
+
+// FitThresholds searches thresholds on labelled examples: first the best
+// single threshold for every route, then (unless GlobalOnly) coordinate
+// ascent, one route at a time, over a grid of 0.01. It returns the
+// thresholds and the report they give on the same examples.
+func FitThresholds(examples []EvalExample, routes []string, opts FitOptions) (map[string]float32, EvalReport) {
 	th := make(map[string]float32, len(routes))
 	set := func(v float32) {
 		for _, r := range routes {
@@ -138,6 +145,9 @@ func FitThresholds(examples []EvalExample, routes []string) (map[string]float32,
 		}
 	}
 	set(bestV)
+	if opts.GlobalOnly {
+		return th, Evaluate(examples, th)
+	}
 	// Only examples whose candidates include a route can change with it.
 	touches := map[string][]EvalExample{}
 	for _, ex := range examples {
@@ -218,12 +228,7 @@ func WriteThresholds(path string, th map[string]float32) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", path, err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(out, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := writeFileAtomic(path, append(out, '\n')); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

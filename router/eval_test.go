@@ -33,7 +33,11 @@ func TestEvaluateAndFit(t *testing.T) {
 	if len(r.Confused) == 0 || r.Confused[0].Count != 1 {
 		t.Fatalf("confused %+v", r.Confused)
 	}
-	th, fit := FitThresholds(ex, []string{"a", "b"})
+	gth, global := FitThresholds(ex, []string{"a", "b"}, FitOptions{GlobalOnly: true})
+	if gth["a"] != gth["b"] || global.InScopeAccuracy+global.OutOfScopeRecall < r.InScopeAccuracy+r.OutOfScopeRecall {
+		t.Fatalf("global fit %v gave %+v", gth, global)
+	}
+	th, fit := FitThresholds(ex, []string{"a", "b"}, FitOptions{})
 	// a at 0.45 catches the second example but also the 0.48 out-of-scope
 	// one; b above 0.6 drops the out-of-scope b and lets the confused
 	// example fall through to a (0.52).

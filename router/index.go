@@ -57,6 +57,10 @@ type IndexOptions struct {
 	// Default 5.
 	TopK        int
 	Aggregation Aggregation
+	// Classifier, when set, scores routes by its softmax probabilities
+	// instead of utterance similarity ("scoring": "classifier"); the TopK
+	// most probable routes are the candidates.
+	Classifier *Classifier
 }
 
 // Index holds every utterance vector of one router in one contiguous,
@@ -69,6 +73,7 @@ type Index struct {
 	rowRoute []int32
 	topK     int
 	agg      Aggregation
+	clf      *Classifier
 
 	// scratch holds *indexScratch, the per-query buffers.
 	scratch sync.Pool
@@ -78,6 +83,7 @@ type Index struct {
 // when Score_Into returns.
 type indexScratch struct {
 	scores []float32
+	probs  []float32
 	top    []int32
 	sum    []float32
 	max    []float32
@@ -120,6 +126,10 @@ func NewIndex(dim int, routes []IndexRoute, vecs []float32, rowRoute []int32, op
 		rowRoute: append([]int32(nil), rowRoute...),
 		topK:     opts.TopK,
 		agg:      opts.Aggregation,
+		clf:      opts.Classifier,
+	}
+	if c := opts.Classifier; c != nil && (c.dim != dim || c.routes != len(routes)) {
+		return nil, fmt.Errorf("index: classifier is %d routes × %d dims, index is %d × %d", c.routes, c.dim, len(routes), dim)
 	}
 	for i := range rowRoute {
 		simd.Normalize(ix.matrix[i*dim : (i+1)*dim])
@@ -128,6 +138,7 @@ func NewIndex(dim int, routes []IndexRoute, vecs []float32, rowRoute []int32, op
 	ix.scratch.New = func() any {
 		return &indexScratch{
 			scores: make([]float32, n),
+			probs:  make([]float32, nr),
 			top:    make([]int32, 0, opts.TopK),
 			sum:    make([]float32, nr),
 			max:    make([]float32, nr),
@@ -157,6 +168,15 @@ func (ix *Index) Len() int { return len(ix.rowRoute) }
 func (ix *Index) Score_Into(dst []RouteScore, query []float32) []RouteScore {
 	s := ix.scratch.Get().(*indexScratch)
 	defer ix.scratch.Put(s)
+	if ix.clf != nil {
+		ix.clf.ProbsInto(s.probs, query)
+		for _, r := range simd.TopK_Into(s.top, s.probs, ix.topK) {
+			rt := ix.routes[r]
+			p := s.probs[r]
+			dst = append(dst, RouteScore{Route: rt.Name, Score: p, Threshold: rt.Threshold, Passed: p >= rt.Threshold})
+		}
+		return dst
+	}
 	s.scores = simd.MatVec_Into(s.scores, ix.matrix, query)
 	s.top = simd.TopK_Into(s.top, s.scores, ix.topK)
 	s.seen = s.seen[:0]

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -113,6 +114,10 @@ func (s *Set) buildRouter(ctx context.Context, cfg *Config, d Deployment) (*auto
 	var rowRoute []int32
 	routes := make([]IndexRoute, len(rf.Routes))
 	defThreshold := DefaultThreshold(embDep.Params.Provider(), embDep.Params.UpstreamModel())
+	classifier := rf.Scoring == ScoringClassifier
+	if classifier {
+		defThreshold = DefaultClassifierThreshold
+	}
 	for i, r := range rf.Routes {
 		routes[i] = IndexRoute{Name: r.Name, Threshold: defThreshold}
 		if r.ScoreThreshold != nil {
@@ -141,7 +146,13 @@ func (s *Set) buildRouter(ctx context.Context, cfg *Config, d Deployment) (*auto
 	if err != nil {
 		return nil, 0, err
 	}
-	ix, err := NewIndex(dim, routes, vecs, rowRoute, IndexOptions{TopK: rf.TopK, Aggregation: agg})
+	var clf *Classifier
+	if classifier {
+		if clf, err = s.classifier(ctx, enc, rf, vecs, dim, rowRoute); err != nil {
+			return nil, 0, err
+		}
+	}
+	ix, err := NewIndex(dim, routes, vecs, rowRoute, IndexOptions{TopK: rf.TopK, Aggregation: agg, Classifier: clf})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -155,6 +166,63 @@ func (s *Set) buildRouter(ctx context.Context, cfg *Config, d Deployment) (*auto
 	}
 	r.vecs.New = func() any { v := make([]float32, dim); return &v }
 	return r, hits, nil
+}
+
+// classifier loads the router's trained head from the cache when it was
+// trained on exactly these utterances with this model, else trains it and
+// caches it.
+func (s *Set) classifier(ctx context.Context, enc embed.Encoder, rf *RouterFile, vecs []float32, dim int, rowRoute []int32) (*Classifier, error) {
+	h := sha256.New()
+	if id, ok := enc.(embed.Identifier); ok {
+		h.Write([]byte(id.ModelID()))
+	}
+	fmt.Fprintf(h, "\x00%s\x00", "head/v1")
+	for _, r := range rf.Routes {
+		fmt.Fprintf(h, "%q", r.Name)
+		for _, u := range r.Utterances {
+			fmt.Fprintf(h, "%q", u)
+		}
+	}
+	key := hex.EncodeToString(h.Sum(nil))
+	path := ""
+	if s.opts.CacheDir != "" {
+		path = filepath.Join(s.opts.CacheDir, "head-"+key[:16]+".bin")
+		if data, err := os.ReadFile(path); err == nil {
+			if c, err := UnmarshalClassifier(data, key); err == nil {
+				return c, nil
+			} else {
+				s.logger.Warn("cached classifier head ignored; retraining", "file", path, "err", err)
+			}
+		}
+	}
+	start := time.Now()
+	c, err := TrainClassifier(ctx, vecs, dim, rowRoute, len(rf.Routes), TrainOptions{})
+	if err != nil {
+		return nil, err
+	}
+	s.logger.Info("classifier head trained", "routes", len(rf.Routes), "utterances", len(rowRoute), "took", time.Since(start).Round(time.Millisecond))
+	if path != "" {
+		if err := writeFileAtomic(path, c.MarshalBinary(key)); err != nil {
+			s.logger.Warn("could not cache the classifier head", "err", err)
+		}
+	}
+	return c, nil
+}
+
+// writeFileAtomic writes data beside path and renames it into place.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // cachePath gives each model its own cache file.

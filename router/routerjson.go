@@ -21,7 +21,9 @@ type RouterFile struct {
 	EncoderName string      `json:"encoder_name"`
 	Routes      []RouteSpec `json:"routes"`
 
-	// Scoring is "similarity" (default: LiteLLM's nearest-utterance scoring).
+	// Scoring is "similarity" (default: LiteLLM's nearest-utterance scoring)
+	// or "classifier": a softmax head trained on the utterances, whose route
+	// probabilities are the scores (and score_threshold a probability).
 	Scoring string `json:"scoring,omitempty"`
 	// Aggregation combines a route's utterances among the top k: "mean"
 	// (default), "max" or "sum".
@@ -139,16 +141,25 @@ func warnUnknownJSON(name string, data []byte, logger *slog.Logger) {
 	}
 }
 
-// ScoringSimilarity is LiteLLM's nearest-utterance scoring, the default.
-const ScoringSimilarity = "similarity"
+// Scoring modes of a router.json.
+const (
+	// ScoringSimilarity is LiteLLM's nearest-utterance scoring, the default.
+	ScoringSimilarity = "similarity"
+	// ScoringClassifier scores routes with a trained softmax head.
+	ScoringClassifier = "classifier"
+)
 
 // Validate checks the routes themselves; that route names exist as
 // model_names is checked by Config.Validate, which knows the model list.
 func (rf *RouterFile) Validate() error {
 	switch rf.Scoring {
 	case "", ScoringSimilarity:
+	case ScoringClassifier:
+		if len(rf.Routes) < 2 {
+			return fmt.Errorf("scoring %q needs at least two routes", rf.Scoring)
+		}
 	default:
-		return fmt.Errorf("scoring %q: want %q", rf.Scoring, ScoringSimilarity)
+		return fmt.Errorf("scoring %q: want %q or %q", rf.Scoring, ScoringSimilarity, ScoringClassifier)
 	}
 	if _, err := ParseAggregation(rf.Aggregation); err != nil {
 		return err

@@ -21,6 +21,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	data := fs.String("data", "", "labelled JSONL: {\"text\": ..., \"route\": \"<name>\" | null} per line (required)")
 	fit := fs.Bool("fit", false, "search per-route thresholds on the data and print the gain")
 	write := fs.Bool("write", false, "with --fit: save the fitted thresholds into the router's router.json")
+	global := fs.Bool("fit-global", false, "with --fit: one threshold for all routes (per-route thresholds overfit when routes have few labelled rows)")
 	top := fs.Int("top", 10, "how many confused pairs and worst routes to print")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -68,7 +69,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		printReport(w, "current thresholds", before, *top)
 		return nil
 	}
-	th, after := router.FitThresholds(examples, routes)
+	th, after := router.FitThresholds(examples, routes, router.FitOptions{GlobalOnly: *global})
 	if *asJSON {
 		return json.NewEncoder(w).Encode(map[string]any{"before": before, "after": after, "thresholds": th})
 	}
