@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"net"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -12,8 +10,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/autorouter/autorouter/router"
 )
 
 // fastUpstream is an in-process fasthttp fake provider answering at once.
@@ -120,28 +116,7 @@ func pct(lat []time.Duration, p int) time.Duration {
 // router (local MiniLM int8, mock upstreams) at concurrency 1, 8 and 64 and
 // reports throughput and latency percentiles.
 func BenchmarkRoutedRequests(b *testing.B) {
-	models, _ := filepath.Abs("../../models")
-	cfg, err := router.LoadConfig("../../cmd/autorouter/example/config.yaml", router.LoadOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	set, err := router.New(context.Background(), cfg, router.Options{ModelsDir: models})
-	if err != nil {
-		b.Fatalf("%v (run scripts/setup.sh)", err)
-	}
-	defer set.Close()
-	srv, err := New(cfg, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv.SetRouter(set, set)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
-	url := "http://" + ln.Addr().String() + "/v1/chat/completions"
+	url := startExampleProxy(b) + "/v1/chat/completions"
 	body := `{"model":"auto","messages":[{"role":"user","content":"write a python function that parses a csv file and sums the second column"}]}`
 	client := &fasthttp.Client{MaxConnsPerHost: 256}
 	for _, conc := range []int{1, 8, 64} {

@@ -20,30 +20,7 @@ func TestOpenAINodeSDK(t *testing.T) {
 			t.Fatalf("%s is required for the OpenAI SDK test: install Node.js and npm", tool)
 		}
 	}
-	models, _ := filepath.Abs("../../models")
-	if _, err := os.Stat(filepath.Join(models, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
-		t.Fatalf("local model missing (%v); run scripts/setup.sh", err)
-	}
-	cfg, err := router.LoadConfig("../../cmd/autorouter/example/config.yaml", router.LoadOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := router.New(context.Background(), cfg, router.Options{ModelsDir: models})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	srv, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.SetRouter(set, set)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
+	base := startExampleProxy(t)
 
 	dir := "testdata/node"
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -55,10 +32,44 @@ func TestOpenAINodeSDK(t *testing.T) {
 	}
 	run := exec.CommandContext(ctx, "node", "--test", "sdk.test.mjs")
 	run.Dir = dir
-	run.Env = append(os.Environ(), "AUTOROUTER_BASE_URL=http://"+ln.Addr().String()+"/v1", "AUTOROUTER_KEY=sk-1234")
+	run.Env = append(os.Environ(), "AUTOROUTER_BASE_URL="+base+"/v1", "AUTOROUTER_KEY=sk-1234")
 	out, err := run.CombinedOutput()
 	if err != nil {
 		t.Fatalf("OpenAI Node SDK tests failed: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// startExampleProxy serves the example config (auto router over mock
+// upstreams, local MiniLM int8) with the real router on a loopback port and
+// returns its base URL.
+func startExampleProxy(tb testing.TB) string {
+	tb.Helper()
+	models, _ := filepath.Abs("../../models")
+	if _, err := os.Stat(filepath.Join(models, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
+		tb.Fatalf("local model missing (%v); run scripts/setup.sh", err)
+	}
+	cfg, err := router.LoadConfig("../../cmd/autorouter/example/config.yaml", router.LoadOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	set, err := router.New(context.Background(), cfg, router.Options{ModelsDir: models})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := New(cfg, Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv.SetRouter(set, set)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go srv.Serve(ln)
+	tb.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		set.Close()
+	})
+	return "http://" + ln.Addr().String()
 }
