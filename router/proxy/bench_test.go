@@ -116,11 +116,17 @@ func pct(lat []time.Duration, p int) time.Duration {
 // router (local MiniLM int8, mock upstreams) at concurrency 1, 8 and 64 and
 // reports throughput and latency percentiles.
 func BenchmarkRoutedRequests(b *testing.B) {
-	url := startExampleProxy(b) + "/v1/chat/completions"
+	for _, batch := range []bool{false, true} {
+		url := startExampleProxy(b, batch) + "/v1/chat/completions"
+		routedLoad(b, url, fmt.Sprintf("micro_batch=%v/", batch))
+	}
+}
+
+func routedLoad(b *testing.B, url, prefix string) {
 	body := `{"model":"auto","messages":[{"role":"user","content":"write a python function that parses a csv file and sums the second column"}]}`
 	client := &fasthttp.Client{MaxConnsPerHost: 256}
-	for _, conc := range []int{1, 8, 64} {
-		b.Run(fmt.Sprintf("c=%d", conc), func(b *testing.B) {
+	for _, conc := range []int{1, 8, 32, 64} {
+		b.Run(fmt.Sprintf("%sc=%d", prefix, conc), func(b *testing.B) {
 			b.ReportAllocs()
 			start := time.Now()
 			lat := measureAuth(b, client, url, body, "sk-1234", conc, b.N)

@@ -20,7 +20,7 @@ func TestOpenAINodeSDK(t *testing.T) {
 			t.Fatalf("%s is required for the OpenAI SDK test: install Node.js and npm", tool)
 		}
 	}
-	base := startExampleProxy(t)
+	base := startExampleProxy(t, false)
 
 	dir := "testdata/node"
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -40,10 +40,10 @@ func TestOpenAINodeSDK(t *testing.T) {
 	t.Logf("%s", out)
 }
 
-// startExampleProxy serves the example config (auto router over mock
+// startExampleProxy serves the example config, optionally with micro-batching, (auto router over mock
 // upstreams, local MiniLM int8) with the real router on a loopback port and
 // returns its base URL.
-func startExampleProxy(tb testing.TB) string {
+func startExampleProxy(tb testing.TB, microBatch bool) string {
 	tb.Helper()
 	models, _ := filepath.Abs("../../models")
 	if _, err := os.Stat(filepath.Join(models, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
@@ -52,6 +52,13 @@ func startExampleProxy(tb testing.TB) string {
 	cfg, err := router.LoadConfig("../../cmd/autorouter/example/config.yaml", router.LoadOptions{})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if microBatch {
+		for i := range cfg.ModelList {
+			if cfg.ModelList[i].Params.Provider() == "local" {
+				cfg.ModelList[i].ModelInfo["micro_batch"] = true
+			}
+		}
 	}
 	set, err := router.New(context.Background(), cfg, router.Options{ModelsDir: models})
 	if err != nil {
