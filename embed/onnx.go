@@ -383,3 +383,31 @@ func grow[T any](s []T, n int) []T {
 	}
 	return s[:n]
 }
+
+// Tokenizer returns the tokenizer the encoder uses, so callers can count
+// tokens or pre-tokenize input for RunIDs.
+func (e *ONNX) Tokenizer() *Tokenizer { return e.tok }
+
+// RunIDs runs the graph once on a single pre-tokenized sequence (with its
+// [CLS] and [SEP]) and writes the raw model output to dst, which must hold
+// len(ids)*Dim() floats (Dim() for a pooled graph). It skips tokenizing,
+// pooling and normalising: it is the floor that Embed's latency is measured
+// against. dst is not retained.
+func (e *ONNX) RunIDs(ids []int64, dst []float32) error {
+	n := len(ids)
+	if n == 0 {
+		return fmt.Errorf("onnx encoder: RunIDs needs at least one token")
+	}
+	want := n * e.dim
+	if e.pooled {
+		want = e.dim
+	}
+	if len(dst) < want {
+		return fmt.Errorf("onnx encoder: RunIDs: dst holds %d floats, want %d", len(dst), want)
+	}
+	mask := make([]int64, 2*n)
+	for i := range n {
+		mask[i] = 1
+	}
+	return e.run(ids, mask[:n], mask[n:], 1, n, dst[:want])
+}

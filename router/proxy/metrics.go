@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"sort"
 	"strings"
@@ -87,6 +88,19 @@ func (m *metrics) write(w io.Writer) {
 	fmt.Fprintln(w, "# HELP autorouter_in_flight_requests Requests being served.")
 	fmt.Fprintln(w, "# TYPE autorouter_in_flight_requests gauge")
 	fmt.Fprintf(w, "autorouter_in_flight_requests %d\n", m.inFlight.Load())
+	// Heap allocation counters let load tests compute allocations per request
+	// from outside the process; runtime/metrics reads them without stopping
+	// the world.
+	samples := []rtmetrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}}
+	rtmetrics.Read(samples)
+	if samples[0].Value.Kind() == rtmetrics.KindUint64 && samples[1].Value.Kind() == rtmetrics.KindUint64 {
+		fmt.Fprintln(w, "# HELP go_gc_heap_allocs_objects_total Cumulative count of heap allocations.")
+		fmt.Fprintln(w, "# TYPE go_gc_heap_allocs_objects_total counter")
+		fmt.Fprintf(w, "go_gc_heap_allocs_objects_total %d\n", samples[0].Value.Uint64())
+		fmt.Fprintln(w, "# HELP go_gc_heap_allocs_bytes_total Cumulative bytes allocated on the heap.")
+		fmt.Fprintln(w, "# TYPE go_gc_heap_allocs_bytes_total counter")
+		fmt.Fprintf(w, "go_gc_heap_allocs_bytes_total %d\n", samples[1].Value.Uint64())
+	}
 	for _, name := range slices.Sorted(maps.Keys(m.hists)) {
 		h := m.hists[name]
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s histogram\n", name, h.help, name)

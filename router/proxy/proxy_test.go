@@ -429,3 +429,28 @@ func FuzzRewriteBody(f *testing.F) {
 		}
 	})
 }
+
+// TestMetrics checks that /metrics counts requests by model and status and
+// exposes the heap allocation counters load tests divide by request counts.
+func TestMetrics(t *testing.T) {
+	base, _ := startProxy(t, plainConfig("http://127.0.0.1:1", ""), Options{})
+	for range 3 {
+		post(t, base+"/v1/chat/completions", "", `{"model":"backup","messages":[{"role":"user","content":"x"}]}`)
+	}
+	r, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	out := string(b)
+	for _, want := range []string{
+		`autorouter_requests_total{endpoint="/v1/chat/completions",model="backup",route="",status="200"} 3`,
+		"go_gc_heap_allocs_objects_total ",
+		"go_gc_heap_allocs_bytes_total ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, out)
+		}
+	}
+}
