@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -256,5 +257,28 @@ func TestONNXModelID(t *testing.T) {
 	}
 	if a.ModelID() == b.ModelID() {
 		t.Fatal("fp32 and int8 models share a ModelID")
+	}
+}
+
+func TestPlanRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		lens     []int
+		maxBatch int
+		want     []int
+	}{
+		{"empty", nil, 32, []int{0}},
+		{"one", []int{9}, 32, []int{0, 1}},
+		{"similar lengths share a run", []int{10, 10, 11, 12}, 32, []int{0, 4}},
+		// Padding 4 short texts to 200 tokens costs far more than a run.
+		{"outlier gets its own run", []int{8, 8, 9, 9, 200}, 32, []int{0, 4, 5}},
+		{"max batch caps runs", []int{5, 5, 5, 5, 5}, 2, []int{0, 2, 4, 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, cuts := planRuns(nil, nil, len(tc.lens), tc.maxBatch, func(k int) int { return tc.lens[k] })
+			if !slices.Equal(cuts, tc.want) {
+				t.Fatalf("cuts %v, want %v", cuts, tc.want)
+			}
+		})
 	}
 }
