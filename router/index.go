@@ -74,6 +74,10 @@ type Index struct {
 	topK     int
 	agg      Aggregation
 	clf      *Classifier
+	// q8 is an int8 copy of matrix for an exact two-pass top-k (see
+	// simd.Int8Rows); nil where the CPU has no int8 kernel or the matrix
+	// could not be quantised, and then every query scans matrix in fp32.
+	q8 *simd.Int8Rows
 
 	// scratch holds *indexScratch, the per-query buffers.
 	scratch sync.Pool
@@ -82,7 +86,9 @@ type Index struct {
 // indexScratch is one query's working memory; it goes back to the pool
 // when Score_Into returns.
 type indexScratch struct {
-	scores []float32
+	scores []float32 // fp32 score of every row; only without q8
+	k8     *simd.TopKScratch
+	topSc  []float32 // scores of the rows in top
 	probs  []float32
 	top    []int32
 	sum    []float32
@@ -134,17 +140,29 @@ func NewIndex(dim int, routes []IndexRoute, vecs []float32, rowRoute []int32, op
 	for i := range rowRoute {
 		simd.Normalize(ix.matrix[i*dim : (i+1)*dim])
 	}
+	if opts.Classifier == nil && simd.FastInt8() {
+		// The int8 pass returns the same top k as the fp32 scan, bit for
+		// bit, so this changes speed, never a decision. It fails only on
+		// NaN or infinite vectors, which then score the plain way.
+		ix.q8, _ = simd.QuantizeRows(ix.matrix, dim)
+	}
 	n, nr := len(rowRoute), len(routes)
 	ix.scratch.New = func() any {
-		return &indexScratch{
-			scores: make([]float32, n),
-			probs:  make([]float32, nr),
-			top:    make([]int32, 0, opts.TopK),
-			sum:    make([]float32, nr),
-			max:    make([]float32, nr),
-			count:  make([]int32, nr),
-			seen:   make([]int32, 0, opts.TopK),
+		s := &indexScratch{
+			topSc: make([]float32, 0, opts.TopK),
+			probs: make([]float32, nr),
+			top:   make([]int32, 0, opts.TopK),
+			sum:   make([]float32, nr),
+			max:   make([]float32, nr),
+			count: make([]int32, nr),
+			seen:  make([]int32, 0, opts.TopK),
 		}
+		if ix.q8 != nil {
+			s.k8 = ix.q8.NewScratch(opts.TopK)
+		} else {
+			s.scores = make([]float32, n)
+		}
+		return s
 	}
 	return ix, nil
 }
@@ -159,13 +177,16 @@ func (ix *Index) Routes() []IndexRoute { return ix.routes }
 func (ix *Index) Len() int { return len(ix.rowRoute) }
 
 // Score_Into appends one RouteScore per route present among the query's top
-// k utterances to dst, highest score first, and returns it. This is
+// k utterances to dst, highest score first, and returns it; a query of the wrong length adds none. This is
 // semantic-router's scoring, which LiteLLM uses: cosine against every
 // utterance, keep the global top k, group them by route, aggregate each
 // group (mean, max or sum), and mark each route Passed when its aggregate
 // reaches its own threshold. query must be unit length and Dim() long. It
 // allocates nothing when dst has room for k entries.
 func (ix *Index) Score_Into(dst []RouteScore, query []float32) []RouteScore {
+	if len(query) != ix.dim {
+		return dst // no candidates: the caller falls back to the default
+	}
 	s := ix.scratch.Get().(*indexScratch)
 	defer ix.scratch.Put(s)
 	if ix.clf != nil {
@@ -177,12 +198,11 @@ func (ix *Index) Score_Into(dst []RouteScore, query []float32) []RouteScore {
 		}
 		return dst
 	}
-	s.scores = simd.MatVec_Into(s.scores, ix.matrix, query)
-	s.top = simd.TopK_Into(s.top, s.scores, ix.topK)
+	ix.topRows(s, query)
 	s.seen = s.seen[:0]
-	for _, row := range s.top {
+	for i, row := range s.top {
 		r := ix.rowRoute[row]
-		sc := s.scores[row]
+		sc := s.topSc[i]
 		if s.count[r] == 0 {
 			s.seen = append(s.seen, r)
 			s.sum[r], s.max[r] = 0, sc
@@ -208,6 +228,22 @@ func (ix *Index) Score_Into(dst []RouteScore, query []float32) []RouteScore {
 	}
 	sortScores(dst[start:])
 	return dst
+}
+
+// topRows sets s.top to the k utterances most similar to query, highest
+// first, and s.topSc to their cosine scores.
+func (ix *Index) topRows(s *indexScratch, query []float32) {
+	if ix.q8 != nil {
+		// Score_Into has checked the query's length, the only error.
+		s.top, s.topSc, _ = ix.q8.TopK_Into(s.top, s.topSc, s.k8, query, ix.topK)
+		return
+	}
+	s.scores = simd.MatVec_Into(s.scores, ix.matrix, query)
+	s.top = simd.TopK_Into(s.top, s.scores, ix.topK)
+	s.topSc = s.topSc[:0]
+	for _, row := range s.top {
+		s.topSc = append(s.topSc, s.scores[row])
+	}
 }
 
 // sortScores orders scores highest first; it is an insertion sort because

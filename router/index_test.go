@@ -1,7 +1,12 @@
 package router
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"github.com/autorouter/autorouter/simd"
 )
 
 // unit returns a 2-D unit vector at the given cosine to (1,0).
@@ -107,5 +112,78 @@ func TestIndexNormalisesRowsAndZeroAlloc(t *testing.T) {
 	dst := make([]RouteScore, 0, 8)
 	if a := testing.AllocsPerRun(100, func() { dst = ix.Score_Into(dst[:0], q) }); a != 0 {
 		t.Fatalf("Score_Into allocates %v times per query", a)
+	}
+}
+
+// TestIndexInt8PassMatchesFP32 checks that the int8 first pass changes
+// nothing: on clustered vectors, where many utterances score close to the
+// query, every query gets the same scores as a plain fp32 scan.
+func TestIndexInt8PassMatchesFP32(t *testing.T) {
+	if !simd.FastInt8() {
+		t.Skip("no int8 kernel on this CPU; the index scans in fp32 only")
+	}
+	const dim, nRoutes, perRoute = 384, 60, 40
+	rng := rand.New(rand.NewPCG(3, 4))
+	routes := make([]IndexRoute, nRoutes)
+	var vecs []float32
+	var rowRoute []int32
+	for r := range routes {
+		routes[r] = IndexRoute{Name: fmt.Sprintf("r%d", r), Threshold: 0.5}
+		centre := make([]float32, dim)
+		for j := range centre {
+			centre[j] = float32(rng.NormFloat64())
+		}
+		for range perRoute {
+			for j := range dim {
+				vecs = append(vecs, centre[j]+0.6*float32(rng.NormFloat64()))
+			}
+			rowRoute = append(rowRoute, int32(r))
+		}
+	}
+	for _, agg := range []Aggregation{AggMean, AggMax, AggSum} {
+		fast, err := NewIndex(dim, routes, vecs, rowRoute, IndexOptions{Aggregation: agg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fast.q8 == nil {
+			t.Fatal("index built no int8 copy")
+		}
+		plain, _ := NewIndex(dim, routes, vecs, rowRoute, IndexOptions{Aggregation: agg})
+		plain.q8 = nil
+		plain.scratch.New = func() any {
+			return &indexScratch{
+				scores: make([]float32, plain.Len()), topSc: make([]float32, 0, 5), probs: make([]float32, nRoutes),
+				top: make([]int32, 0, 5), sum: make([]float32, nRoutes), max: make([]float32, nRoutes),
+				count: make([]int32, nRoutes), seen: make([]int32, 0, 5),
+			}
+		}
+		for i := range 300 {
+			// Queries near a stored row, as real prompts are near their
+			// route's utterances, and a few unrelated ones.
+			row := rng.IntN(len(rowRoute))
+			q := slices.Clone(fast.matrix[row*dim : (row+1)*dim])
+			noise := float32(i%3) * 0.05
+			if i%10 == 0 {
+				noise = 10
+			}
+			for j := range q {
+				q[j] += noise * float32(rng.NormFloat64())
+			}
+			simd.Normalize(q)
+			got, want := fast.Score_Into(nil, q), plain.Score_Into(nil, q)
+			if !slices.Equal(got, want) {
+				t.Fatalf("agg %v query %d: int8 pass gives %+v, fp32 scan %+v", agg, i, got, want)
+			}
+		}
+	}
+}
+
+func TestIndexWrongQueryLength(t *testing.T) {
+	ix, err := NewIndex(2, []IndexRoute{{"a", 0.5}}, []float32{1, 0}, []int32{0}, IndexOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := ix.Score_Into(nil, []float32{1, 0, 0}); len(s) != 0 {
+		t.Fatalf("a 3-dim query against a 2-dim index scored %+v, want nothing", s)
 	}
 }
