@@ -70,14 +70,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return nil
 	}
 	th, after := router.FitThresholds(examples, routes, router.FitOptions{GlobalOnly: *global})
-	if *asJSON {
-		return json.NewEncoder(w).Encode(map[string]any{"before": before, "after": after, "thresholds": th})
-	}
-	printReport(w, "current thresholds", before, *top)
-	printReport(w, "fitted thresholds", after, *top)
-	fmt.Fprintf(w, "gain: in-scope accuracy %+.2f points, out-of-scope recall %+.2f points\n",
-		100*(after.InScopeAccuracy-before.InScopeAccuracy), 100*(after.OutOfScopeRecall-before.OutOfScopeRecall))
+	written := ""
 	if *write {
+		// Write before printing, so that --json output also reports it.
 		path := set.Config().Group(name)[0].Router.Path
 		if path == "" {
 			return fmt.Errorf("eval --write: router %q is configured inline (auto_router_config); move it to a router.json to write thresholds", name)
@@ -85,7 +80,21 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := router.WriteThresholds(path, th); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "wrote %d thresholds to %s\n", len(th), path)
+		written = path
+	}
+	if *asJSON {
+		out := map[string]any{"before": before, "after": after, "thresholds": th}
+		if written != "" {
+			out["written"] = written
+		}
+		return json.NewEncoder(w).Encode(out)
+	}
+	printReport(w, "current thresholds", before, *top)
+	printReport(w, "fitted thresholds", after, *top)
+	fmt.Fprintf(w, "gain: in-scope accuracy %+.2f points, out-of-scope recall %+.2f points\n",
+		100*(after.InScopeAccuracy-before.InScopeAccuracy), 100*(after.OutOfScopeRecall-before.OutOfScopeRecall))
+	if written != "" {
+		fmt.Fprintf(w, "wrote %d thresholds to %s\n", len(th), written)
 	}
 	return nil
 }

@@ -60,18 +60,39 @@ func TestRouteAndEvalCLI(t *testing.T) {
 {"text": "what time does the post office close", "route": null}
 `), 0o644)
 	out.Reset()
-	if err := dispatch(context.Background(), append(append([]string{"eval"}, common...), "--data", data, "--fit", "--json"), &out, &errOut); err != nil {
+	if err := dispatch(context.Background(), append(append([]string{"eval"}, common...), "--data", data, "--fit", "--write", "--json"), &out, &errOut); err != nil {
 		t.Fatalf("eval: %v\n%s", err, errOut.String())
 	}
 	var rep struct {
 		Before struct{ InScope, OutOfScope int }
-		After  struct{ InScopeAccuracy, OutOfScopeRecall float64 }
+		After      struct{ InScopeAccuracy, OutOfScopeRecall float64 }
+		Thresholds map[string]float32
+		Written    string
 	}
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Before.InScope != 3 || rep.Before.OutOfScope != 1 {
 		t.Fatalf("eval --json printed %s (%v)", out.String(), err)
 	}
 	if rep.After.InScopeAccuracy+rep.After.OutOfScopeRecall < 1.5 {
 		t.Fatalf("fitted thresholds should get most of 4 easy rows right: %+v", rep.After)
+	}
+	// --write with --json must still save the thresholds it reports.
+	if rep.Written != filepath.Join(dir, "router.json") {
+		t.Fatalf("eval --fit --write --json reported written %q", rep.Written)
+	}
+	var saved struct {
+		Routes []struct {
+			Name           string   `json:"name"`
+			ScoreThreshold *float32 `json:"score_threshold"`
+		} `json:"routes"`
+	}
+	b, _ := os.ReadFile(rep.Written)
+	if err := json.Unmarshal(b, &saved); err != nil || len(saved.Routes) != len(rep.Thresholds) {
+		t.Fatalf("router.json after --write: %v, %d routes for %d thresholds", err, len(saved.Routes), len(rep.Thresholds))
+	}
+	for _, r := range saved.Routes {
+		if r.ScoreThreshold == nil || *r.ScoreThreshold != rep.Thresholds[r.Name] {
+			t.Errorf("route %q: saved threshold %v, fitted %v", r.Name, r.ScoreThreshold, rep.Thresholds[r.Name])
+		}
 	}
 
 	os.WriteFile(data, []byte(`{"text": "x", "route": "not-a-route"}`+"\n"), 0o644)
