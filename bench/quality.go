@@ -125,6 +125,7 @@ func (h *harness) quality(ctx context.Context) error {
 				agg     string
 				th      *float64
 				fit     []string // eval flags on the fit rows before measuring
+				goal    bool     // the classifier goal is judged on this row
 			}
 			steps := []step{{setting: "no threshold", th: &zero}}
 			if mode == "similarity" {
@@ -133,8 +134,9 @@ func (h *harness) quality(ctx context.Context) error {
 				steps = append(steps, step{setting: "default threshold (p ≥ 0.5)"})
 			}
 			steps = append(steps,
-				step{setting: "per-route thresholds, `eval --fit`", th: &half, fit: []string{"--fit", "--write"}},
-				step{setting: "one threshold, `eval --fit --fit-global`", th: &half, fit: []string{"--fit", "--fit-global", "--write"}})
+				step{setting: "per-route thresholds, `eval --fit`", th: &half, fit: []string{"--fit", "--write"}, goal: true},
+				step{setting: "one threshold, `eval --fit --fit-global`", th: &half, fit: []string{"--fit", "--fit-global", "--write"}},
+				step{setting: "per-route, `eval --fit --oos-weight 1`", th: &half, fit: []string{"--fit", "--oos-weight", "1", "--write"}})
 			for _, s := range steps {
 				if err := writeRouter(s.agg, s.th); err != nil {
 					return err
@@ -151,7 +153,7 @@ func (h *harness) quality(ctx context.Context) error {
 				setting := mode + ", " + s.setting
 				rows = append(rows, qualityRow{setting, r})
 				h.progress("quality: %s, %s: in-scope %s, out-of-scope recall %s", label, setting, report.Pct(r.InScopeAccuracy), report.Pct(r.OutOfScopeRecall))
-				if per == 0 && mode == "classifier" && len(s.fit) == 2 {
+				if per == 0 && mode == "classifier" && s.goal {
 					clfFit = r
 				}
 			}

@@ -109,14 +109,14 @@ func Evaluate(examples []EvalExample, thresholds map[string]float32) EvalReport 
 	return r
 }
 
-// objective is what FitThresholds maximises: in-scope accuracy plus
-// out-of-scope recall, so neither can be bought entirely with the other.
-// Data without out-of-scope rows reduces to accuracy.
-func objective(r EvalReport) float64 {
+// objective is what FitThresholds maximises: in-scope accuracy plus w
+// times out-of-scope recall, so neither can be bought entirely with the
+// other. Data without out-of-scope rows reduces to accuracy.
+func objective(r EvalReport, w float64) float64 {
 	if r.OutOfScope == 0 {
 		return r.InScopeAccuracy
 	}
-	return r.InScopeAccuracy + r.OutOfScopeRecall
+	return r.InScopeAccuracy + w*r.OutOfScopeRecall
 }
 
 // FitOptions tunes FitThresholds.
@@ -124,6 +124,14 @@ type FitOptions struct {
 	// GlobalOnly keeps one threshold for every route. Per-route thresholds
 	// fit the data better but overfit when routes have few labelled rows.
 	GlobalOnly bool
+	// OutOfScopeWeight is what a point of out-of-scope recall is worth in
+	// points of in-scope accuracy. Zero, the default, weighs them by their
+	// rows, so the fit maximises the share of all labelled prompts routed
+	// right: labelled data that mirrors traffic gets the best thresholds
+	// for that traffic. 1 counts both rates the same, which favours
+	// out-of-scope recall when out-of-scope rows are few; it finds far
+	// stricter thresholds and costs in-scope accuracy.
+	OutOfScopeWeight float64
 }
 
 // FitThresholds searches thresholds on labelled examples: first the best
@@ -137,10 +145,25 @@ func FitThresholds(examples []EvalExample, routes []string, opts FitOptions) (ma
 			th[r] = v
 		}
 	}
+	w := opts.OutOfScopeWeight
+	if w <= 0 {
+		var in, out int
+		for _, ex := range examples {
+			if ex.Gold == "" {
+				out++
+			} else {
+				in++
+			}
+		}
+		w = 1
+		if in > 0 {
+			w = float64(out) / float64(in)
+		}
+	}
 	best, bestV := -1.0, float32(0)
 	for i := 0; i <= 100; i++ {
 		set(float32(i) / 100)
-		if o := objective(Evaluate(examples, th)); o > best {
+		if o := objective(Evaluate(examples, th), w); o > best {
 			best, bestV = o, float32(i)/100
 		}
 	}
@@ -161,7 +184,7 @@ func FitThresholds(examples []EvalExample, routes []string, opts FitOptions) (ma
 		wIn = 1 / float64(all.InScope)
 	}
 	if all.OutOfScope > 0 {
-		wOut = 1 / float64(all.OutOfScope)
+		wOut = w / float64(all.OutOfScope)
 	}
 	for pass := 0; pass < 2; pass++ {
 		improved := false

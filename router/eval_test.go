@@ -7,6 +7,35 @@ import (
 	"testing"
 )
 
+func TestFitOutOfScopeWeight(t *testing.T) {
+	// Four in-scope rows of route a and one out-of-scope row scoring in
+	// their middle: catching it costs two of the four.
+	var ex []EvalExample
+	for _, s := range []float32{0.60, 0.62, 0.64, 0.66} {
+		ex = append(ex, EvalExample{Scores: []RouteScore{{Route: "a", Score: s, Threshold: 0.5}}, Gold: "a"})
+	}
+	ex = append(ex, EvalExample{Scores: []RouteScore{{Route: "a", Score: 0.63, Threshold: 0.5}}})
+	for _, tc := range []struct {
+		name           string
+		weight         float64
+		wantIn, wantOu float64
+	}{
+		{"rows count once (default)", 0, 1, 0},
+		{"rates count the same", 1, 0.5, 1},
+		{"out-of-scope worth little", 0.1, 1, 0},
+		{"out-of-scope worth much", 3, 0.5, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, global := range []bool{true, false} {
+				th, r := FitThresholds(ex, []string{"a"}, FitOptions{GlobalOnly: global, OutOfScopeWeight: tc.weight})
+				if r.InScopeAccuracy != tc.wantIn || r.OutOfScopeRecall != tc.wantOu {
+					t.Errorf("global=%v: threshold %v gives %.2f in-scope, %.2f out-of-scope; want %.2f, %.2f", global, th["a"], r.InScopeAccuracy, r.OutOfScopeRecall, tc.wantIn, tc.wantOu)
+				}
+			}
+		})
+	}
+}
+
 func TestEvaluateAndFit(t *testing.T) {
 	rs := func(pairs ...any) []RouteScore {
 		var out []RouteScore

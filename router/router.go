@@ -176,7 +176,9 @@ func (s *Set) classifier(ctx context.Context, enc embed.Encoder, rf *RouterFile,
 	if id, ok := enc.(embed.Identifier); ok {
 		h.Write([]byte(id.ModelID()))
 	}
-	fmt.Fprintf(h, "\x00%s\x00", "head/v1")
+	// The version changes with the training defaults, so heads trained
+	// under older defaults are retrained rather than reused.
+	fmt.Fprintf(h, "\x00%s\x00", "head/v2")
 	for _, r := range rf.Routes {
 		fmt.Fprintf(h, "%q", r.Name)
 		for _, u := range r.Utterances {

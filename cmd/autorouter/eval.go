@@ -22,6 +22,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fit := fs.Bool("fit", false, "search per-route thresholds on the data and print the gain")
 	write := fs.Bool("write", false, "with --fit: save the fitted thresholds into the router's router.json")
 	global := fs.Bool("fit-global", false, "with --fit: one threshold for all routes (per-route thresholds overfit when routes have few labelled rows)")
+	oosWeight := fs.Float64("oos-weight", 0, "with --fit: what a point of out-of-scope recall is worth in points of in-scope accuracy; 0 (default) weighs by rows, maximising the share of all labelled prompts routed right; 1 counts both rates the same")
 	top := fs.Int("top", 10, "how many confused pairs and worst routes to print")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -32,6 +33,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *write && !*fit {
 		return usageError{"eval: --write needs --fit"}
+	}
+	if !(*oosWeight >= 0) {
+		return usageError{fmt.Sprintf("eval: --oos-weight %g must be 0 or more", *oosWeight)}
 	}
 	texts, gold, err := readLabelled(*data)
 	if err != nil {
@@ -69,7 +73,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		printReport(w, "current thresholds", before, *top)
 		return nil
 	}
-	th, after := router.FitThresholds(examples, routes, router.FitOptions{GlobalOnly: *global})
+	th, after := router.FitThresholds(examples, routes, router.FitOptions{GlobalOnly: *global, OutOfScopeWeight: *oosWeight})
 	written := ""
 	if *write {
 		// Write before printing, so that --json output also reports it.
