@@ -178,7 +178,7 @@ func (s *Set) classifier(ctx context.Context, enc embed.Encoder, rf *RouterFile,
 	}
 	// The version changes with the training defaults, so heads trained
 	// under older defaults are retrained rather than reused.
-	fmt.Fprintf(h, "\x00%s\x00", "head/v2")
+	fmt.Fprintf(h, "\x00%s\x00", "head/v3")
 	for _, r := range rf.Routes {
 		fmt.Fprintf(h, "%q", r.Name)
 		for _, u := range r.Utterances {
