@@ -190,7 +190,16 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, start time.Time, a attempt, d
 	})
 }
 
+// nextEventBuffered reports whether r already holds a whole SSE event, one
+// ending in a blank line, so that relaying it needs no read from upstream.
+func nextEventBuffered(r *bufio.Reader) bool {
+	b, _ := r.Peek(r.Buffered())
+	return bytes.Contains(b, lf2) || bytes.Contains(b, crlf2)
+}
+
 var (
+	lf2        = []byte("\n\n")
+	crlf2      = []byte("\n\r\n")
 	dataPrefix = []byte("data:")
 	doneMarker = []byte("[DONE]")
 	// errClientGone means the client stopped reading; the upstream is then
@@ -199,7 +208,9 @@ var (
 )
 
 // relaySSE copies SSE lines from upstream to w, flushing after every event
-// so clients see tokens as they arrive. A stream that ends without
+// so clients see tokens as they arrive. Events that arrived together are
+// flushed together: when the next whole event is already buffered, writing
+// it first delays nothing and saves a write to the client per event. A stream that ends without
 // "data: [DONE]" was cut off: the client gets a final error event rather than
 // a silent, truncated success. firstByte is called once, after the first flush.
 func relaySSE(w *bufio.Writer, upstream io.Reader, firstByte func()) error {
@@ -208,13 +219,16 @@ func relaySSE(w *bufio.Writer, upstream io.Reader, firstByte func()) error {
 	for {
 		line, err := r.ReadSlice('\n')
 		if len(line) > 0 {
-			if bytes.HasPrefix(line, dataPrefix) && bytes.Equal(bytes.TrimSpace(line[len(dataPrefix):]), doneMarker) {
-				sawDone = true
-			}
+			isDone := bytes.HasPrefix(line, dataPrefix) && bytes.Equal(bytes.TrimSpace(line[len(dataPrefix):]), doneMarker)
+			sawDone = sawDone || isDone
 			if _, werr := w.Write(line); werr != nil {
 				return errClientGone
 			}
-			if len(bytes.TrimSpace(line)) == 0 || sawDone {
+			// An event ends at a blank line; [DONE] goes out at once unless
+			// its blank line is already here, in case the upstream sends
+			// none before closing.
+			endOfEvent := len(bytes.TrimSpace(line)) == 0 && !nextEventBuffered(r)
+			if endOfEvent || (isDone && r.Buffered() == 0) {
 				if werr := w.Flush(); werr != nil {
 					return errClientGone
 				}

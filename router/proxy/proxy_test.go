@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -453,4 +454,75 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("/metrics lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// countingWriter records each write that reaches the client connection.
+type countingWriter struct {
+	mu     sync.Mutex
+	writes []string
+	got    chan struct{}
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.writes = append(c.writes, string(p))
+	c.mu.Unlock()
+	select {
+	case c.got <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func TestRelaySSEFlushing(t *testing.T) {
+	events := []string{"data: {\"a\":1}\n\n", "data: {\"a\":2}\r\n\r\n", "data: {\"a\":3}\n\n", "data: [DONE]\n\n"}
+	t.Run("events that arrive together go out together", func(t *testing.T) {
+		cw := &countingWriter{got: make(chan struct{}, 1)}
+		w := bufio.NewWriter(cw)
+		if err := relaySSE(w, strings.NewReader(strings.Join(events, "")), func() {}); err != nil {
+			t.Fatal(err)
+		}
+		if len(cw.writes) != 1 || cw.writes[0] != strings.Join(events, "") {
+			t.Fatalf("%d writes %q, want the whole stream in one", len(cw.writes), cw.writes)
+		}
+	})
+	t.Run("each event goes out before the next arrives", func(t *testing.T) {
+		cw := &countingWriter{got: make(chan struct{}, 1)}
+		w := bufio.NewWriter(cw)
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() { done <- relaySSE(w, pr, func() {}) }()
+		// Each write holds the rest of one event and half of the next: the
+		// whole event must go out without waiting for the half.
+		pending := ""
+		for i, ev := range events {
+			chunk := pending + ev[:len(ev)/2]
+			if i == 0 {
+				chunk = ev
+			}
+			pending = ev[len(ev)/2:]
+			if i == 0 {
+				pending = ""
+			}
+			if _, err := pw.Write([]byte(chunk)); err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				continue
+			}
+			select {
+			case <-cw.got:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("event %d was held back waiting for event %d", i-1, i)
+			}
+		}
+		pw.Write([]byte(pending))
+		pw.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(cw.writes, ""); got != strings.Join(events, "") {
+			t.Fatalf("relayed %q", got)
+		}
+	})
 }
