@@ -180,14 +180,16 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, start time.Time, a attempt, d
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 	ctx.Response.Header.Set("X-Accel-Buffering", "no")
 	path := string(ctx.Path())
-	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer a.close()
-		err := relaySSE(w, a.stream, func() { s.metrics.observe("autorouter_stream_ttfb_seconds", time.Since(start)) })
-		if err != nil && !errors.Is(err, errClientGone) {
-			s.logger.Warn("stream cut off", "id", id, "deployment", d.id, "err", err)
-		}
-		s.logRequest(id, path, target, dec, d.group, 200, time.Since(start), err)
-	})
+	// A body stream, not SetBodyStreamWriter: fasthttp writes each Read as
+	// one flushed chunk, with no pipe and goroutine in between.
+	ctx.SetBodyStream(newSSEStream(a.stream, a.close,
+		func() { s.metrics.observe("autorouter_stream_ttfb_seconds", time.Since(start)) },
+		func(err error) {
+			if err != nil && !errors.Is(err, errClientGone) {
+				s.logger.Warn("stream cut off", "id", id, "deployment", d.id, "err", err)
+			}
+			s.logRequest(id, path, target, dec, d.group, 200, time.Since(start), err)
+		}), -1)
 }
 
 // nextEventBuffered reports whether r already holds a whole SSE event, one
@@ -207,52 +209,103 @@ var (
 	errClientGone = errors.New("client went away")
 )
 
-// relaySSE copies SSE lines from upstream to w, flushing after every event
-// so clients see tokens as they arrive. Events that arrived together are
-// flushed together: when the next whole event is already buffered, writing
-// it first delays nothing and saves a write to the client per event. A stream that ends without
-// "data: [DONE]" was cut off: the client gets a final error event rather than
-// a silent, truncated success. firstByte is called once, after the first flush.
-func relaySSE(w *bufio.Writer, upstream io.Reader, firstByte func()) error {
-	r := bufio.NewReaderSize(upstream, 16<<10)
-	sawDone, flushed := false, false
+// sseStream relays an upstream SSE body to the client as fasthttp reads
+// it. Each Read hands out whole events, as many as arrived together: an
+// event is never held back waiting for a later one, and events already
+// buffered go out in one write instead of one each. A stream that ends
+// without "data: [DONE]" was cut off: the client gets a final error event
+// rather than a silent, truncated success.
+type sseStream struct {
+	r         *bufio.Reader
+	release   func()
+	firstByte func()
+	// end is called once, when fasthttp closes the stream, with nil, the
+	// cut-off cause, or errClientGone.
+	end       func(error)
+	out       []byte // bytes ready for the next Read
+	buf       []byte
+	sawDone   bool
+	sentFirst bool
+	finished  bool
+	cause     error
+	closed    bool
+}
+
+func newSSEStream(upstream io.Reader, release, firstByte func(), end func(error)) *sseStream {
+	return &sseStream{r: bufio.NewReaderSize(upstream, 16<<10), release: release, firstByte: firstByte, end: end}
+}
+
+// Read implements io.Reader.
+func (s *sseStream) Read(p []byte) (int, error) {
+	for len(s.out) == 0 {
+		if s.finished {
+			return 0, io.EOF
+		}
+		s.fill()
+	}
+	n := copy(p, s.out)
+	s.out = s.out[n:]
+	if !s.sentFirst {
+		s.sentFirst = true
+		s.firstByte()
+	}
+	return n, nil
+}
+
+// fill reads the next events: up to an event end with no further whole
+// event buffered, or to the end of the upstream body.
+func (s *sseStream) fill() {
+	s.buf = s.buf[:0]
 	for {
-		line, err := r.ReadSlice('\n')
+		line, err := s.r.ReadSlice('\n')
 		if len(line) > 0 {
 			isDone := bytes.HasPrefix(line, dataPrefix) && bytes.Equal(bytes.TrimSpace(line[len(dataPrefix):]), doneMarker)
-			sawDone = sawDone || isDone
-			if _, werr := w.Write(line); werr != nil {
-				return errClientGone
-			}
+			s.sawDone = s.sawDone || isDone
+			s.buf = append(s.buf, line...)
 			// An event ends at a blank line; [DONE] goes out at once unless
 			// its blank line is already here, in case the upstream sends
 			// none before closing.
-			endOfEvent := len(bytes.TrimSpace(line)) == 0 && !nextEventBuffered(r)
-			if endOfEvent || (isDone && r.Buffered() == 0) {
-				if werr := w.Flush(); werr != nil {
-					return errClientGone
-				}
-				if !flushed {
-					flushed = true
-					firstByte()
-				}
+			endOfEvent := len(bytes.TrimSpace(line)) == 0 && !nextEventBuffered(s.r)
+			if endOfEvent || (isDone && s.r.Buffered() == 0) {
+				break
 			}
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
 		if err != nil {
-			if sawDone && errors.Is(err, io.EOF) {
-				return w.Flush()
+			s.finished = true
+			if s.sawDone && errors.Is(err, io.EOF) {
+				break
 			}
 			cause := "upstream closed the stream before data: [DONE]"
 			if !errors.Is(err, io.EOF) {
 				cause = "upstream stream failed: " + err.Error()
 			}
-			ev := fmt.Sprintf("\ndata: {\"error\":{\"message\":%q,\"type\":\"upstream_error\",\"param\":null,\"code\":\"stream_cut_off\"}}\n\n", cause)
-			w.WriteString(ev)
-			w.Flush()
-			return errors.New(cause)
+			s.cause = errors.New(cause)
+			s.buf = fmt.Appendf(s.buf, "\ndata: {\"error\":{\"message\":%q,\"type\":\"upstream_error\",\"param\":null,\"code\":\"stream_cut_off\"}}\n\n", cause)
+			break
 		}
 	}
+	s.out = s.buf
+}
+
+// CloseWithError is called by fasthttp when the response is done: err is
+// nil after the whole stream was written, or the write error when the
+// client went away. Closing the upstream body cancels its generation.
+func (s *sseStream) CloseWithError(err error) error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.release()
+	switch {
+	case err != nil:
+		s.end(errClientGone)
+	case !s.finished:
+		s.end(errClientGone) // fasthttp stopped reading early
+	default:
+		s.end(s.cause)
+	}
+	return nil
 }

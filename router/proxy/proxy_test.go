@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -456,73 +456,112 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
-// countingWriter records each write that reaches the client connection.
-type countingWriter struct {
-	mu     sync.Mutex
-	writes []string
-	got    chan struct{}
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	c.writes = append(c.writes, string(p))
-	c.mu.Unlock()
-	select {
-	case c.got <- struct{}{}:
-	default:
+// readChunks reads s the way fasthttp does, one flushed chunk per Read,
+// signalling each on got.
+func readChunks(s *sseStream, got chan<- string) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			got <- string(buf[:n])
+		}
+		if err == io.EOF {
+			close(got)
+			return nil
+		}
+		if err != nil {
+			close(got)
+			return err
+		}
 	}
-	return len(p), nil
 }
 
-func TestRelaySSEFlushing(t *testing.T) {
+func TestSSEStreamChunks(t *testing.T) {
 	events := []string{"data: {\"a\":1}\n\n", "data: {\"a\":2}\r\n\r\n", "data: {\"a\":3}\n\n", "data: [DONE]\n\n"}
+	newStream := func(r io.Reader) (*sseStream, *error) {
+		var ended error = errors.New("end not called")
+		return newSSEStream(r, func() {}, func() {}, func(err error) { ended = err }), &ended
+	}
 	t.Run("events that arrive together go out together", func(t *testing.T) {
-		cw := &countingWriter{got: make(chan struct{}, 1)}
-		w := bufio.NewWriter(cw)
-		if err := relaySSE(w, strings.NewReader(strings.Join(events, "")), func() {}); err != nil {
+		s, ended := newStream(strings.NewReader(strings.Join(events, "")))
+		got := make(chan string, 16)
+		if err := readChunks(s, got); err != nil {
 			t.Fatal(err)
 		}
-		if len(cw.writes) != 1 || cw.writes[0] != strings.Join(events, "") {
-			t.Fatalf("%d writes %q, want the whole stream in one", len(cw.writes), cw.writes)
+		var chunks []string
+		for c := range got {
+			chunks = append(chunks, c)
+		}
+		if len(chunks) != 1 || chunks[0] != strings.Join(events, "") {
+			t.Fatalf("%d chunks %q, want the whole stream in one", len(chunks), chunks)
+		}
+		s.CloseWithError(nil)
+		if *ended != nil {
+			t.Fatalf("a complete stream ended with %v", *ended)
 		}
 	})
 	t.Run("each event goes out before the next arrives", func(t *testing.T) {
-		cw := &countingWriter{got: make(chan struct{}, 1)}
-		w := bufio.NewWriter(cw)
 		pr, pw := io.Pipe()
-		done := make(chan error, 1)
-		go func() { done <- relaySSE(w, pr, func() {}) }()
+		s, ended := newStream(pr)
+		got := make(chan string, 16)
+		go readChunks(s, got)
 		// Each write holds the rest of one event and half of the next: the
 		// whole event must go out without waiting for the half.
 		pending := ""
+		var relayed []string
 		for i, ev := range events {
-			chunk := pending + ev[:len(ev)/2]
-			if i == 0 {
-				chunk = ev
-			}
-			pending = ev[len(ev)/2:]
-			if i == 0 {
-				pending = ""
-			}
-			if _, err := pw.Write([]byte(chunk)); err != nil {
+			if _, err := pw.Write([]byte(pending + ev[:len(ev)/2])); err != nil {
 				t.Fatal(err)
 			}
+			pending = ev[len(ev)/2:]
 			if i == 0 {
 				continue
 			}
 			select {
-			case <-cw.got:
+			case c := <-got:
+				relayed = append(relayed, c)
 			case <-time.After(5 * time.Second):
 				t.Fatalf("event %d was held back waiting for event %d", i-1, i)
 			}
 		}
 		pw.Write([]byte(pending))
 		pw.Close()
-		if err := <-done; err != nil {
-			t.Fatal(err)
+		for c := range got {
+			relayed = append(relayed, c)
 		}
-		if got := strings.Join(cw.writes, ""); got != strings.Join(events, "") {
-			t.Fatalf("relayed %q", got)
+		if strings.Join(relayed, "") != strings.Join(events, "") {
+			t.Fatalf("relayed %q", relayed)
+		}
+		s.CloseWithError(nil)
+		if *ended != nil {
+			t.Fatalf("a complete stream ended with %v", *ended)
+		}
+	})
+	t.Run("a stream without [DONE] ends with an error event", func(t *testing.T) {
+		s, ended := newStream(strings.NewReader(events[0]))
+		got := make(chan string, 16)
+		readChunks(s, got)
+		var all string
+		for c := range got {
+			all += c
+		}
+		if !strings.HasPrefix(all, events[0]) || !strings.Contains(all, `"code":"stream_cut_off"`) {
+			t.Fatalf("relayed %q", all)
+		}
+		s.CloseWithError(nil)
+		if *ended == nil || !strings.Contains((*ended).Error(), "[DONE]") {
+			t.Fatalf("cut-off stream ended with %v", *ended)
+		}
+	})
+	t.Run("a client that goes away closes the upstream", func(t *testing.T) {
+		released := false
+		var ended error
+		s := newSSEStream(strings.NewReader(events[0]), func() { released = true }, func() {}, func(err error) { ended = err })
+		s.Read(make([]byte, 4))
+		s.CloseWithError(errors.New("broken pipe"))
+		s.CloseWithError(nil) // a second close is a no-op
+		if !released || !errors.Is(ended, errClientGone) {
+			t.Fatalf("released %v, ended %v", released, ended)
 		}
 	})
 }
