@@ -125,19 +125,22 @@ func TestONNXInt8MatchesFP32(t *testing.T) {
 	fp := embedAll(t, newTestONNX(t, "model.onnx"), sentences...)
 	q := embedAll(t, newTestONNX(t, "model_int8.onnx"), sentences...)
 	// Dynamic quantisation uses one activation scale per tensor, so short
-	// texts with outlier activations lose the most; the mean stays high.
+	// texts, whose pooled embedding averages the rounding noise of few
+	// tokens, lose the most; the build's activation smoothing and fp32 FFN
+	// output projections in the first layers keep every one of these
+	// sentences, none of which the smoothing was calibrated on, above 0.99.
 	worst, sum := 1.0, 0.0
 	for i := range sentences {
 		c := cosine(fp[i], q[i])
-		if c < 0.95 {
-			t.Errorf("int8 vs fp32 cosine %.4f < 0.95 for %q", c, sentences[i])
+		if c < 0.99 {
+			t.Errorf("int8 vs fp32 cosine %.4f < 0.99 for %q", c, sentences[i])
 		}
 		worst = min(worst, c)
 		sum += c
 	}
 	mean := sum / float64(len(sentences))
-	if mean < 0.99 {
-		t.Errorf("mean int8 vs fp32 cosine %.4f < 0.99", mean)
+	if mean < 0.995 {
+		t.Errorf("mean int8 vs fp32 cosine %.4f < 0.995", mean)
 	}
 	t.Logf("int8 vs fp32 cosine over %d sentences: mean %.4f, worst %.4f", len(sentences), mean, worst)
 }

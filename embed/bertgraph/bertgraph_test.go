@@ -142,7 +142,7 @@ func TestBuildErrors(t *testing.T) {
 		t.Fatalf("Validate: %v", err)
 	}
 	cfg := Config{ModelType: "bert", HiddenSize: 4, NumHiddenLayers: 1, NumAttentionHeads: 2, IntermediateSize: 8, VocabSize: 10, MaxPositionEmbeddings: 8, TypeVocabSize: 2}
-	if _, err := BuildGraph(cfg, map[string]*Tensor{}, "w.safetensors", nil); err == nil || !strings.Contains(err.Error(), "is missing") {
+	if _, err := BuildGraph(cfg, map[string]*Tensor{}, "w.safetensors", GraphOptions{}); err == nil || !strings.Contains(err.Error(), "is missing") {
 		t.Fatalf("missing tensors: %v", err)
 	}
 }
