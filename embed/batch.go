@@ -85,6 +85,14 @@ func (b *Batcher) ModelID() string {
 	return ""
 }
 
+// Ready waits for the inner encoder's Ready, if it has one.
+func (b *Batcher) Ready(ctx context.Context) error {
+	if r, ok := b.enc.(interface{ Ready(context.Context) error }); ok {
+		return r.Ready(ctx)
+	}
+	return nil
+}
+
 // Embed embeds texts, sharing an inner call with concurrent callers when
 // texts is a single text.
 func (b *Batcher) Embed(ctx context.Context, texts []string, dst []float32) error {

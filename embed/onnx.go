@@ -53,6 +53,10 @@ type ONNX struct {
 	maxBatch  int
 	modelID   string
 	modelPath string
+	// ready is closed once session creation ends; openErr is its error.
+	// Neither session nor options may be read before.
+	ready   chan struct{}
+	openErr error
 
 	// bufs holds *onnxBuffers; each Embed call takes one for its lifetime.
 	bufs sync.Pool
@@ -107,40 +111,62 @@ func NewONNX(opts ONNXOptions) (*ONNX, error) {
 	if err := acquireRuntime(opts.RuntimeLib); err != nil {
 		return nil, fmt.Errorf("onnx encoder: %w", err)
 	}
-	e := &ONNX{tok: tok, maxBatch: opts.MaxBatch, modelPath: modelPath}
-	if err := e.open(modelPath, opts.IntraOpThreads); err != nil {
+	e := &ONNX{tok: tok, maxBatch: opts.MaxBatch, modelPath: modelPath, ready: make(chan struct{})}
+	inputNames, output, err := e.inspect(modelPath)
+	if err != nil {
 		releaseRuntime()
 		return nil, fmt.Errorf("onnx encoder: %s: %w", modelPath, err)
 	}
 	id, err := modelID(opts.ModelDir, opts.ModelFile, modelPath)
 	if err != nil {
-		e.Close()
+		releaseRuntime()
 		return nil, fmt.Errorf("onnx encoder: %w", err)
 	}
 	e.modelID = id
 	e.bufs.New = func() any { return new(onnxBuffers) }
+	// Creating the session takes most of a start with cached utterances
+	// (0.4 s for the int8 MiniLM); the caller loads its cache and builds
+	// its index meanwhile, and Ready or the first run waits for it.
+	go func() {
+		defer close(e.ready)
+		if err := e.createSession(modelPath, inputNames, output, opts.IntraOpThreads); err != nil {
+			e.openErr = fmt.Errorf("onnx encoder: %s: %w", modelPath, err)
+		}
+	}()
 	return e, nil
 }
 
-// open inspects the graph's inputs and outputs and creates the session.
-func (e *ONNX) open(modelPath string, threads int) error {
-	ins, outs, err := ort.GetInputOutputInfo(modelPath)
+// Ready waits until the ONNX Runtime session exists and returns the error
+// creating it gave, if any. Runs wait for it too; a caller that reports
+// readiness or wants load errors at start-up calls Ready first.
+func (e *ONNX) Ready(ctx context.Context) error {
+	select {
+	case <-e.ready:
+		return e.openErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// inspect checks the graph's inputs and outputs and returns the inputs to
+// feed and the output to read.
+func (e *ONNX) inspect(modelPath string) (inputNames []string, output string, err error) {
+	ins, outs, err := graphIO(modelPath)
 	if err != nil {
-		return fmt.Errorf("reading graph inputs and outputs: %w", err)
+		return nil, "", fmt.Errorf("reading graph inputs and outputs: %w", err)
 	}
 	have := map[string]bool{}
 	for _, in := range ins {
 		have[in.Name] = true
 	}
 	if !have["input_ids"] || !have["attention_mask"] {
-		return fmt.Errorf("graph inputs %v: want BERT-family inputs input_ids and attention_mask (token_type_ids optional)", names(ins))
+		return nil, "", fmt.Errorf("graph inputs %v: want BERT-family inputs input_ids and attention_mask (token_type_ids optional)", names(ins))
 	}
-	inputNames := []string{"input_ids", "attention_mask"}
+	inputNames = []string{"input_ids", "attention_mask"}
 	if have["token_type_ids"] {
 		e.typeIDs = true
 		inputNames = append(inputNames, "token_type_ids")
 	}
-	var output string
 	for _, o := range outs {
 		switch o.Name {
 		case "sentence_embedding":
@@ -151,18 +177,24 @@ func (e *ONNX) open(modelPath string, threads int) error {
 			}
 		}
 		if o.Name == output {
-			dims := o.Dimensions
+			dims := o.Dims
 			if len(dims) > 0 && dims[len(dims)-1] > 0 {
 				e.dim = int(dims[len(dims)-1])
 			}
 		}
 	}
 	if output == "" {
-		return fmt.Errorf("graph outputs %v: want last_hidden_state or sentence_embedding", names(outs))
+		return nil, "", fmt.Errorf("graph outputs %v: want last_hidden_state or sentence_embedding", names(outs))
 	}
 	if e.dim <= 0 {
-		return fmt.Errorf("output %s has no fixed embedding dimension", output)
+		return nil, "", fmt.Errorf("output %s has no fixed embedding dimension", output)
 	}
+	return inputNames, output, nil
+}
+
+// createSession creates the ONNX Runtime session; it runs once, in the
+// background, and Close waits for it.
+func (e *ONNX) createSession(modelPath string, inputNames []string, output string, threads int) error {
 	so, err := ort.NewSessionOptions()
 	if err != nil {
 		return fmt.Errorf("creating session options: %w", err)
@@ -185,7 +217,7 @@ func (e *ONNX) open(modelPath string, threads int) error {
 	return nil
 }
 
-func names(infos []ort.InputOutputInfo) []string {
+func names(infos []graphValue) []string {
 	out := make([]string, len(infos))
 	for i, in := range infos {
 		out[i] = in.Name
@@ -352,6 +384,10 @@ func (e *ONNX) embedBatch(b *onnxBuffers, idx []int, dst []float32) error {
 // run executes one inference on padded [n, seq] inputs, writing the output
 // into out, which must have the output's full size.
 func (e *ONNX) run(ids, mask, types []int64, n, seq int, out []float32) error {
+	<-e.ready
+	if e.openErr != nil {
+		return e.openErr
+	}
 	shape := ort.NewShape(int64(n), int64(seq))
 	var values [3]ort.Value
 	inputs := values[:0]
@@ -393,6 +429,7 @@ func destroyAll(vs []ort.Value) {
 func (e *ONNX) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
+		<-e.ready // the session may still be on its way
 		if e.session != nil {
 			err = e.session.Destroy()
 		}

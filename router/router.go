@@ -103,6 +103,11 @@ func (s *Set) build(ctx context.Context, cfg *Config) (*generation, error) {
 	return g, nil
 }
 
+// readier is an encoder that finishes loading in the background.
+type readier interface {
+	Ready(ctx context.Context) error
+}
+
 func (s *Set) buildRouter(ctx context.Context, cfg *Config, d Deployment) (*autoRouter, int, error) {
 	rf := d.Router
 	embDep := cfg.Group(d.Params.AutoRouterEmbeddingModel)[0]
@@ -155,6 +160,13 @@ func (s *Set) buildRouter(ctx context.Context, cfg *Config, d Deployment) (*auto
 	ix, err := NewIndex(dim, routes, vecs, rowRoute, IndexOptions{TopK: rf.TopK, Aggregation: agg, Classifier: clf})
 	if err != nil {
 		return nil, 0, err
+	}
+	// A local encoder loads its model in the background while the cache
+	// and index above are built; the router is ready when it is.
+	if r, ok := enc.(readier); ok {
+		if err := r.Ready(ctx); err != nil {
+			return nil, 0, fmt.Errorf("embedding model %q: %w", embDep.ModelName, err)
+		}
 	}
 	r := &autoRouter{
 		name:         d.ModelName,
