@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sort"
 	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -85,29 +86,39 @@ type GraphOptions struct {
 	// Taps adds every ActivationPoints input as an extra graph output of that
 	// name, for calibration.
 	Taps bool
+	// Outliers, with statistics for a quantised FFN output projection's
+	// input (the GELU output) in Smooth, keeps that many of its input
+	// channels, those with the largest calibration maxima, in an fp32
+	// MatMul and quantises the rest: the few outlier channels no longer
+	// stretch the one dynamic activation scale of the int8 part. Smoothing
+	// them instead made the worst case worse: channels near zero on the
+	// calibration text were scaled up into new outliers.
+	Outliers int
 }
 
 // ActivationPoints returns the keys of GraphOptions.Smooth and of the taps
 // with each input's channel count: the LayerNorm outputs read by the
 // query/key/value projections and by the FFN intermediate dense of each
-// layer. The attention context and the GELU output are not smoothed:
-// measured on embed/testdata/sentences.txt, that lowered the worst int8 vs
-// fp32 cosine.
+// layer, which are smoothed, and the GELU output read by the FFN output
+// dense, whose outlier channels GraphOptions.Outliers keeps in fp32. The
+// attention context is left alone: smoothing it lowered the worst int8 vs
+// fp32 cosine on embed/testdata/sentences.txt.
 func ActivationPoints(cfg Config) (keys []string, channels []int) {
 	for l := 0; l < cfg.NumHiddenLayers; l++ {
 		p := fmt.Sprintf(layerKeyFormat, l)
-		keys = append(keys, p+pointQKV, p+pointFFNIn)
-		channels = append(channels, cfg.HiddenSize, cfg.HiddenSize)
+		keys = append(keys, p+pointQKV, p+pointFFNIn, p+pointFFNOut)
+		channels = append(channels, cfg.HiddenSize, cfg.HiddenSize, cfg.IntermediateSize)
 	}
 	return keys, channels
 }
 
-// Names of the smoothable inputs of one encoder layer, after the prefix
+// Names of the calibrated inputs of one encoder layer, after the prefix
 // layerKeyFormat: the query, key and value projections share one input.
 const (
 	layerKeyFormat = "encoder.layer.%d."
 	pointQKV       = "attention.self"
 	pointFFNIn     = "intermediate.dense"
+	pointFFNOut    = "output.dense"
 )
 
 func (g *graph) fresh(prefix string) string {
@@ -165,6 +176,63 @@ func (g *graph) linear(x string, w, b *Tensor, inScale []float32) string {
 	}
 	g.constF(w.Name, []int64{int64(in), int64(out)}, wt)
 	return g.op("Add", []string{g.op("MatMul", []string{x, w.Name}), b.Name})
+}
+
+// outlierChannels returns how many input channels of the quantised Linear
+// w to keep in fp32: opts.Outliers when act holds calibration maxima of
+// its input, else 0.
+func (g *graph) outlierChannels(w *Tensor, act []float32) int {
+	k := g.opts.Outliers
+	if !g.quantized(w.Name) || k <= 0 || k >= w.Shape[1] || len(act) != w.Shape[1] {
+		return 0
+	}
+	return k
+}
+
+// permuteHidden reorders the FFN's hidden channels by descending act: the
+// intermediate dense's output rows and bias, and the output dense's input
+// columns. The FFN computes the same function.
+func permuteHidden(wi, bi, wo *Tensor, act []float32) (*Tensor, *Tensor, *Tensor) {
+	hidden, in, out := wi.Shape[0], wi.Shape[1], wo.Shape[0]
+	order := make([]int, hidden)
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(i, j int) bool { return act[order[i]] > act[order[j]] })
+	pwi := &Tensor{Name: wi.Name, Shape: wi.Shape, Data: make([]float32, len(wi.Data))}
+	pbi := &Tensor{Name: bi.Name, Shape: bi.Shape, Data: make([]float32, len(bi.Data))}
+	pwo := &Tensor{Name: wo.Name, Shape: wo.Shape, Data: make([]float32, len(wo.Data))}
+	for n, c := range order {
+		copy(pwi.Data[n*in:(n+1)*in], wi.Data[c*in:(c+1)*in])
+		pbi.Data[n] = bi.Data[c]
+		for o := 0; o < out; o++ {
+			pwo.Data[o*hidden+n] = wo.Data[o*hidden+c]
+		}
+	}
+	return pwi, pbi, pwo
+}
+
+// linearSplit is linear for a weight w whose first hot input channels are
+// multiplied in fp32 and the rest in int8, so that the few outlier channels
+// don't stretch the one dynamic activation scale of the int8 part.
+func (g *graph) linearSplit(x string, w, b *Tensor, hot int) string {
+	out, in := w.Shape[0], w.Shape[1]
+	xh, xc := g.fresh("hot"), g.fresh("cold")
+	split := g.constI64(w.Name+".split", []int64{2}, []int64{int64(hot), int64(in - hot)})
+	g.nodes = append(g.nodes, encodeNode(g.fresh("Split"), "Split", "", []string{x, split}, []string{xh, xc}, []attr{attrI("axis", -1)}))
+	wh := make([]float32, hot*out) // [hot, out], as MatMul wants
+	wc := &Tensor{Name: w.Name + ".int8part", Shape: []int{out, in - hot}, Data: make([]float32, out*(in-hot))}
+	for o := 0; o < out; o++ {
+		for i := 0; i < in; i++ {
+			if i < hot {
+				wh[i*out+o] = w.Data[o*in+i]
+			} else {
+				wc.Data[o*(in-hot)+i-hot] = w.Data[o*in+i]
+			}
+		}
+	}
+	g.constF(w.Name+".fp32part", []int64{int64(hot), int64(out)}, wh)
+	return g.op("Add", []string{g.linear(xc, wc, b, nil), g.op("MatMul", []string{xh, w.Name + ".fp32part"})})
 }
 
 // smooth divides x, the input key of the Linears ws, by its smoothing
@@ -374,14 +442,28 @@ func BuildGraph(cfg Config, tensors map[string]*Tensor, weightsPath string, opts
 		x = g.layerNorm(g.op("Add", []string{attn, x}),
 			w.get(p+"attention.output.LayerNorm.weight", H), w.get(p+"attention.output.LayerNorm.bias", H), eps)
 
-		wi := w.get(p+"intermediate.dense.weight", I, H)
+		wi, bi := w.get(p+"intermediate.dense.weight", I, H), w.get(p+"intermediate.dense.bias", I)
+		wo, bo := w.get(p+"output.dense.weight", H, I), w.get(p+"output.dense.bias", H)
+		// With outliers kept apart, the FFN's hidden channels are reordered,
+		// outliers first: the fp32 and int8 parts of the output projection
+		// then read contiguous slices of the GELU output.
+		hot := g.outlierChannels(wo, g.opts.Smooth[p+pointFFNOut])
+		if hot > 0 {
+			wi, bi, wo = permuteHidden(wi, bi, wo, g.opts.Smooth[p+pointFFNOut])
+		}
 		g.tap(p+pointFFNIn, x, H)
 		xs, s = g.smooth(p+pointFFNIn, x, wi)
-		inter := g.linear(xs, wi, w.get(p+"intermediate.dense.bias", I), s)
+		inter := g.linear(xs, wi, bi, s)
 		// GELU in the exact erf form PyTorch exports, which ORT fuses.
 		erf := g.op("Erf", []string{g.op("Div", []string{inter, sqrt2})})
 		gelu := g.op("Mul", []string{g.op("Mul", []string{inter, g.op("Add", []string{erf, "const_one_f"})}), half})
-		out := g.linear(gelu, w.get(p+"output.dense.weight", H, I), w.get(p+"output.dense.bias", H), nil)
+		g.tap(p+pointFFNOut, gelu, I)
+		var out string
+		if hot > 0 {
+			out = g.linearSplit(gelu, wo, bo, hot)
+		} else {
+			out = g.linear(gelu, wo, bo, nil)
+		}
 		x = g.layerNorm(g.op("Add", []string{out, x}),
 			w.get(p+"output.LayerNorm.weight", H), w.get(p+"output.LayerNorm.bias", H), eps)
 	}
@@ -418,4 +500,4 @@ func BuildGraph(cfg Config, tensors map[string]*Tensor, weightsPath string, opts
 
 // BuilderVersion changes whenever the graph this package writes changes, so
 // that setup rebuilds models built by an older version.
-const BuilderVersion = "bertgraph/2"
+const BuilderVersion = "bertgraph/3"
