@@ -59,7 +59,8 @@ func (p *encoderPool) get(ctx context.Context, cfg *Config, d Deployment) (embed
 		}
 		e = o
 		// micro_batch merges concurrent single-prompt embeddings into shared
-		// ONNX runs (1.3x throughput at 32 concurrent callers on 2 cores).
+		// ONNX runs (1.1x to 1.4x the throughput at 32 concurrent callers on
+		// 2 cores, in bench/ and embed's BenchmarkBatcher).
 		// Opt-in: with the int8 model a vector then depends very slightly on
 		// what it was batched with.
 		if on, _ := d.ModelInfo["micro_batch"].(bool); on {
