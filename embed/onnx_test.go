@@ -49,6 +49,10 @@ func newTestONNX(t testing.TB, file string) *ONNX {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
+	// The session loads in the background; benchmarks must not time that.
+	if err := e.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
