@@ -128,13 +128,15 @@ func (h *harness) startNginx(ctx context.Context) (target, error) {
 		return target{}, fmt.Errorf("creating %s: %w", dir, err)
 	}
 	up := strings.TrimPrefix(h.upBase, "http://")
+	// nginx keeps its default access log, one line per request, as
+	// autorouter writes one: each proxy pays for its request log.
 	conf := fmt.Sprintf(`worker_processes auto;
 daemon off;
 pid %[1]s/nginx.pid;
 error_log stderr warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  access_log %[1]s/access.log;
   client_body_temp_path %[1]s/tmp/body;
   proxy_temp_path %[1]s/tmp/proxy;
   fastcgi_temp_path %[1]s/tmp/fastcgi;
