@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -142,17 +141,5 @@ func TestGeneratedConfigLoads(t *testing.T) {
 		if len(g) != 1 || g[0].Router == nil || len(g[0].Router.Routes) != 2 {
 			t.Fatalf("scoring %q: want one auto router with 2 routes, got %+v", tc.scoring, g)
 		}
-	}
-}
-
-func TestOrderedSections(t *testing.T) {
-	in := []string{"## 1. Proxy overhead\n", "## 3. Routed throughput\n", "## 5. Memory\n", "## 4. Scale\n", "## 6. Routing quality\n"}
-	got := orderedSections(in)
-	want := []string{"## 1. Proxy overhead\n", "## 3. Routed throughput\n", "## 4. Scale\n", "## 5. Memory\n", "## 6. Routing quality\n"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("orderedSections = %q, want %q", got, want)
-	}
-	if in[2] != "## 5. Memory\n" {
-		t.Fatal("orderedSections reordered its input")
 	}
 }

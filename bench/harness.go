@@ -8,8 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -106,27 +104,6 @@ func (h *harness) note(format string, args ...any) {
 
 func (h *harness) section(md string) { h.sections = append(h.sections, md) }
 
-// orderedSections returns the sections sorted by their "## N." heading.
-// They are rendered as they are measured, and memory is measured right
-// after the routed load that sets its peak, before scale: numbered 5 and 4.
-func orderedSections(sections []string) []string {
-	number := func(md string) int {
-		rest, ok := strings.CutPrefix(md, "## ")
-		if !ok {
-			return 0
-		}
-		n, _, _ := strings.Cut(rest, ".")
-		v, err := strconv.Atoi(n)
-		if err != nil {
-			return 0
-		}
-		return v
-	}
-	out := slices.Clone(sections)
-	slices.SortStableFunc(out, func(a, b string) int { return number(a) - number(b) })
-	return out
-}
-
 func (h *harness) run(ctx context.Context) error {
 	steps := []struct {
 		name string
@@ -174,7 +151,7 @@ func (h *harness) write() error {
 			b.WriteString("- " + n + "\n")
 		}
 	}
-	for _, s := range orderedSections(h.sections) {
+	for _, s := range h.sections {
 		b.WriteString("\n" + s)
 	}
 	if err := os.MkdirAll(h.o.out, 0o755); err != nil {

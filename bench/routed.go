@@ -192,9 +192,9 @@ func (h *harness) routed(ctx context.Context) error {
 	h.goal("micro-batching throughput, c=32", "≥ 1.5x no batching", fmt.Sprintf("%.2fx", gain), gain >= 1.5)
 	h.goal("micro-batching p50, c=1", "≤ 5% worse", fmt.Sprintf("%+.1f%%", 100*(c1-1)), c1 <= 1.05)
 
-	// Section 5: memory.
+	// Section 4: memory, measured on the processes the routed load just ran.
 	var mbld strings.Builder
-	mbld.WriteString("## 5. Memory\n\nResident memory of the autorouter process serving the routed config (int8 model loaded), from /proc: idle after the first request, and peak (VmHWM) after the routed load above.\n\n")
+	mbld.WriteString("## 4. Memory\n\nResident memory of the autorouter process serving the routed config (int8 model loaded), from /proc: idle after the first request, and peak (VmHWM) after the routed load above.\n\n")
 	mt := report.Table{Header: []string{"server", "RSS idle", "peak RSS under load"}}
 	worst := int64(0)
 	for _, m := range mems {

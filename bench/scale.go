@@ -17,7 +17,7 @@ import (
 
 func (h *harness) scale(ctx context.Context) error {
 	var b strings.Builder
-	b.WriteString("## 4. Scale\n\n### Scoring time against the utterance matrix\n\nOne query (384 dims) against every utterance, top-5 kept, grouped into 150 routes, on one goroutine: the `router.Index.Score_Into` the server runs.\n\n")
+	b.WriteString("## 5. Scale\n\n### Scoring time against the utterance matrix\n\nOne query (384 dims) against every utterance, top-5 kept, grouped into 150 routes, on one goroutine: the `router.Index.Score_Into` the server runs.\n\n")
 	queries := 2000
 	if h.o.quick {
 		queries = 300
