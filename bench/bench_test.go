@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/config"
 )
 
 func TestParseStatus(t *testing.T) {
@@ -133,12 +133,12 @@ func TestGeneratedConfigLoads(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(cfgDir, "router.json"), rj, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		loaded, err := router.LoadConfig(cfg, router.LoadOptions{})
+		loaded, err := config.Load(cfg, config.Options{})
 		if err != nil {
 			t.Fatalf("scoring %q: generated config does not load: %v", tc.scoring, err)
 		}
 		g := loaded.Group("clinc")
-		if len(g) != 1 || g[0].Router == nil || len(g[0].Router.Routes) != 2 {
+		if len(g) != 1 || g[0].Params.AutoRouterConfig == nil || len(g[0].Params.AutoRouterConfig.Routes) != 2 {
 			t.Fatalf("scoring %q: want one auto router with 2 routes, got %+v", tc.scoring, g)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/autorouter/autorouter/bench/report"
+
+	"github.com/google/renameio/v2"
 )
 
 // harness holds one run's processes, settings and results.
@@ -240,24 +242,10 @@ func osRelease() string {
 	return runtime.GOOS
 }
 
-// writeFileAtomic writes through a temporary file so that an interrupted run
-// never leaves a half-written report.
+// writeFileAtomic writes a report file so that an interrupted run never
+// leaves a half-written one.
 func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
+	if err := renameio.WriteFile(path, data, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

@@ -85,6 +85,15 @@ func (b *Batcher) ModelID() string {
 	return ""
 }
 
+// CountTokens forwards to the inner encoder; without a counter it guesses
+// one token per four bytes.
+func (b *Batcher) CountTokens(text string) int {
+	if c, ok := b.enc.(TokenCounter); ok {
+		return c.CountTokens(text)
+	}
+	return len(text)/4 + 2
+}
+
 // Ready waits for the inner encoder's Ready, if it has one.
 func (b *Batcher) Ready(ctx context.Context) error {
 	if r, ok := b.enc.(interface{ Ready(context.Context) error }); ok {

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 // Cache is a persistent store of text embeddings keyed by model identity and
@@ -113,15 +115,16 @@ func (c *Cache) Len() int {
 // EmbedAll fills dst (len(texts)*enc.Dim()) with the embedding of each text,
 // from the cache where it holds one for enc's model, and through enc for the
 // rest, which it then remembers. Encoders that are not Identifiers are never
-// cached. It returns how many texts came from the cache.
-func (c *Cache) EmbedAll(ctx context.Context, enc Encoder, texts []string, dst []float32) (int, error) {
+// cached. progress, when not nil, is called after each batch of uncached
+// texts. It returns how many texts came from the cache.
+func (c *Cache) EmbedAll(ctx context.Context, enc Encoder, texts []string, dst []float32, progress ProgressFunc) (int, error) {
 	dim := enc.Dim()
 	if len(dst) != len(texts)*dim {
 		return 0, fmt.Errorf("embedding cache: dst has %d floats, want %d", len(dst), len(texts)*dim)
 	}
 	id, ok := enc.(Identifier)
 	if !ok {
-		return 0, enc.Embed(ctx, texts, dst)
+		return 0, EmbedProgress(ctx, enc, texts, dst, progress)
 	}
 	modelID := id.ModelID()
 	keys := make([][32]byte, len(texts))
@@ -145,12 +148,11 @@ func (c *Cache) EmbedAll(ctx context.Context, enc Encoder, texts []string, dst [
 	if len(missIdx) == 0 {
 		return len(texts), nil
 	}
-	const batch = 64
-	start, last := time.Now(), time.Now()
-	buf := make([]float32, batch*dim)
-	missTexts := make([]string, 0, batch)
-	for b := 0; b < len(missIdx); b += batch {
-		idx := missIdx[b:min(b+batch, len(missIdx))]
+	start := time.Now()
+	buf := make([]float32, progressBatch*dim)
+	missTexts := make([]string, 0, progressBatch)
+	for b := 0; b < len(missIdx); b += progressBatch {
+		idx := missIdx[b:min(b+progressBatch, len(missIdx))]
 		missTexts = missTexts[:0]
 		for _, i := range idx {
 			missTexts = append(missTexts, texts[i])
@@ -167,17 +169,16 @@ func (c *Cache) EmbedAll(ctx context.Context, enc Encoder, texts []string, dst [
 		}
 		c.dirty = true
 		c.mu.Unlock()
-		if done := b + len(idx); time.Since(last) > 3*time.Second || (done == len(missIdx) && len(missIdx) >= 1000) {
-			last = time.Now()
-			c.logger.Info("embedding utterances", "done", done, "total", len(missIdx),
-				"per_second", int(float64(done)/time.Since(start).Seconds()))
+		if progress != nil {
+			done := b + len(idx)
+			progress(done, len(missIdx), float64(done)/time.Since(start).Seconds())
 		}
 	}
 	return len(texts) - len(missIdx), nil
 }
 
-// Save writes the cache if it changed: to a temporary file in the same
-// directory, synced, then renamed over the old one.
+// Save writes the cache if it changed, atomically: a crash leaves the old
+// file or the new one, never half of one.
 func (c *Cache) Save() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -203,22 +204,7 @@ func (c *Cache) Save() error {
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
 		return fmt.Errorf("saving embedding cache: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(c.path), "."+filepath.Base(c.path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("saving embedding cache: %w", err)
-	}
-	_, err = f.Write(b.Bytes())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), c.path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := renameio.WriteFile(c.path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("saving embedding cache %s: %w", c.path, err)
 	}
 	c.dirty = false

@@ -51,7 +51,7 @@ func TestCacheRoundTrip(t *testing.T) {
 	in := texts(200)
 	want := make([]float32, len(in)*8)
 	c := OpenCache(path, nil)
-	hits, err := c.EmbedAll(context.Background(), enc, in, want)
+	hits, err := c.EmbedAll(context.Background(), enc, in, want, nil)
 	if err != nil || hits != 0 {
 		t.Fatalf("first run: hits %d err %v", hits, err)
 	}
@@ -60,7 +60,7 @@ func TestCacheRoundTrip(t *testing.T) {
 	}
 	before := enc.texts.Load()
 	got := make([]float32, len(in)*8)
-	hits, err = OpenCache(path, nil).EmbedAll(context.Background(), enc, in, got)
+	hits, err = OpenCache(path, nil).EmbedAll(context.Background(), enc, in, got, nil)
 	if err != nil || hits != 200 || enc.texts.Load() != before {
 		t.Fatalf("after reopen: hits %d, embedded %d more, err %v", hits, enc.texts.Load()-before, err)
 	}
@@ -71,7 +71,7 @@ func TestCacheRoundTrip(t *testing.T) {
 	}
 	// A new text embeds only itself.
 	more := append(in[:10:10], "brand new")
-	if hits, _ := OpenCache(path, nil).EmbedAll(context.Background(), enc, more, make([]float32, len(more)*8)); hits != 10 {
+	if hits, _ := OpenCache(path, nil).EmbedAll(context.Background(), enc, more, make([]float32, len(more)*8), nil); hits != 10 {
 		t.Fatalf("hits = %d, want 10", hits)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
@@ -86,7 +86,7 @@ func TestCacheIgnoresBadFiles(t *testing.T) {
 	enc := &hashEncoder{id: "m1", dim: 8}
 	in := texts(20)
 	c := OpenCache(good, nil)
-	c.EmbedAll(context.Background(), enc, in, make([]float32, len(in)*8))
+	c.EmbedAll(context.Background(), enc, in, make([]float32, len(in)*8), nil)
 	if err := c.Save(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,14 +109,14 @@ func TestCacheIgnoresBadFiles(t *testing.T) {
 			path := filepath.Join(dir, tc.name+".bin")
 			os.WriteFile(path, tc.data, 0o644)
 			c := OpenCache(path, nil)
-			hits, err := c.EmbedAll(context.Background(), tc.enc, in, make([]float32, len(in)*tc.enc.dim))
+			hits, err := c.EmbedAll(context.Background(), tc.enc, in, make([]float32, len(in)*tc.enc.dim), nil)
 			if err != nil || hits != 0 {
 				t.Fatalf("hits %d err %v: a bad or foreign cache must not be trusted", hits, err)
 			}
 			if err := c.Save(); err != nil {
 				t.Fatal(err)
 			}
-			if hits, _ := OpenCache(path, nil).EmbedAll(context.Background(), tc.enc, in, make([]float32, len(in)*tc.enc.dim)); hits != len(in) {
+			if hits, _ := OpenCache(path, nil).EmbedAll(context.Background(), tc.enc, in, make([]float32, len(in)*tc.enc.dim), nil); hits != len(in) {
 				t.Fatalf("rebuilt cache gave %d hits", hits)
 			}
 		})
@@ -133,7 +133,7 @@ func TestCacheConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			dst := make([]float32, len(in)*8)
-			if _, err := c.EmbedAll(context.Background(), enc, in, dst); err != nil {
+			if _, err := c.EmbedAll(context.Background(), enc, in, dst, nil); err != nil {
 				t.Error(err)
 			}
 			for i := 0; i < len(in); i++ {
@@ -159,7 +159,7 @@ func BenchmarkCacheLoad15k(b *testing.B) {
 	enc := &hashEncoder{id: "m", dim: 384}
 	in := texts(15000)
 	c := OpenCache(path, nil)
-	c.EmbedAll(context.Background(), enc, in, make([]float32, len(in)*384))
+	c.EmbedAll(context.Background(), enc, in, make([]float32, len(in)*384), nil)
 	if err := c.Save(); err != nil {
 		b.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func measureCalibration(t *testing.T, root, src string) (bertgraph.Calibration, 
 	if err != nil {
 		return cal, err
 	}
-	if err := acquireRuntime(filepath.Join(root, "models", "onnxruntime", "libonnxruntime.so")); err != nil {
+	if err := acquireRuntime(filepath.Join(root, "models", "onnxruntime", "libonnxruntime.so"), ""); err != nil {
 		return cal, err
 	}
 	defer releaseRuntime()

@@ -4,7 +4,11 @@
 // discovered by type assertion.
 package embed
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"time"
+)
 
 // Encoder turns texts into L2-normalised embedding vectors.
 //
@@ -24,4 +28,37 @@ type Encoder interface {
 // changed model never serves stale vectors.
 type Identifier interface {
 	ModelID() string
+}
+
+// TokenCounter is implemented by encoders that can say how many tokens a
+// text costs them (after their own truncation), so that callers can bound
+// the work a request asks for before running it.
+type TokenCounter interface {
+	CountTokens(text string) int
+}
+
+// ProgressFunc is told, after each batch of a long embedding job, how many
+// of total texts are done and the rate so far in texts per second.
+type ProgressFunc func(done, total int, perSecond float64)
+
+// progressBatch is how many texts a long job embeds between reports.
+const progressBatch = 64
+
+// EmbedProgress is enc.Embed in batches, reporting progress after each.
+func EmbedProgress(ctx context.Context, enc Encoder, texts []string, dst []float32, progress ProgressFunc) error {
+	dim := enc.Dim()
+	if len(dst) != len(texts)*dim {
+		return fmt.Errorf("embed: dst has %d floats, want %d", len(dst), len(texts)*dim)
+	}
+	start := time.Now()
+	for b := 0; b < len(texts); b += progressBatch {
+		e := min(b+progressBatch, len(texts))
+		if err := enc.Embed(ctx, texts[b:e], dst[b*dim:e*dim]); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(e, len(texts), float64(e)/time.Since(start).Seconds())
+		}
+	}
+	return nil
 }

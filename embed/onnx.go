@@ -26,8 +26,10 @@ type ONNXOptions struct {
 	// ModelFile is the graph inside ModelDir: "model.onnx" (fp32, default)
 	// or "model_int8.onnx" (dynamically quantised, faster).
 	ModelFile string
-	// RuntimeLib is the ONNX Runtime shared library. Default:
-	// <ModelDir>/../onnxruntime/libonnxruntime.so, where setup puts it.
+	// RuntimeLib is the ONNX Runtime shared library, a process-wide
+	// choice: every encoder of a process runs on one. Default: the library
+	// already loaded, else <ModelDir>/../onnxruntime/libonnxruntime.so,
+	// where setup puts it beside the model.
 	RuntimeLib string
 	// IntraOpThreads is the threads one inference may use. Default 1, which
 	// gives the best throughput when many requests embed concurrently.
@@ -88,9 +90,6 @@ func NewONNX(opts ONNXOptions) (*ONNX, error) {
 	if opts.ModelFile == "" {
 		opts.ModelFile = "model.onnx"
 	}
-	if opts.RuntimeLib == "" {
-		opts.RuntimeLib = filepath.Join(filepath.Dir(filepath.Clean(opts.ModelDir)), "onnxruntime", "libonnxruntime.so")
-	}
 	if opts.IntraOpThreads <= 0 {
 		opts.IntraOpThreads = 1
 	}
@@ -108,7 +107,7 @@ func NewONNX(opts ONNXOptions) (*ONNX, error) {
 	if err != nil {
 		return nil, fmt.Errorf("onnx encoder: %w", err)
 	}
-	if err := acquireRuntime(opts.RuntimeLib); err != nil {
+	if err := acquireRuntime(opts.RuntimeLib, RuntimeLibIn(filepath.Dir(filepath.Clean(opts.ModelDir)))); err != nil {
 		return nil, fmt.Errorf("onnx encoder: %w", err)
 	}
 	e := &ONNX{tok: tok, maxBatch: opts.MaxBatch, modelPath: modelPath, ready: make(chan struct{})}
@@ -464,6 +463,20 @@ func grow[T any](s []T, n int) []T {
 	}
 	return s[:n]
 }
+
+// CountTokens is how many tokens text costs one run, [CLS] and [SEP]
+// included, after truncation to the model's length.
+func (e *ONNX) CountTokens(text string) int {
+	b := e.bufs.Get().(*onnxBuffers)
+	defer e.bufs.Put(b)
+	var err error
+	if b.tokens, err = e.tok.EncodeInto(b.tokens[:0], text); err != nil {
+		return e.tok.MaxLen()
+	}
+	return len(b.tokens)
+}
+
+var _ TokenCounter = (*ONNX)(nil)
 
 // Tokenizer returns the tokenizer the encoder uses, so callers can count
 // tokens or pre-tokenize input for RunIDs.

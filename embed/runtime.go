@@ -21,10 +21,17 @@ var ortRuntime struct {
 }
 
 // acquireRuntime loads the ONNX Runtime shared library at lib (first caller)
-// or checks that lib is the one already loaded, and takes a reference.
-func acquireRuntime(lib string) error {
+// or checks that lib is the one already loaded, and takes a reference. An
+// empty lib takes the loaded library, or loads fallback.
+func acquireRuntime(lib, fallback string) error {
 	ortRuntime.mu.Lock()
 	defer ortRuntime.mu.Unlock()
+	if lib == "" && ortRuntime.refs > 0 {
+		lib = ortRuntime.lib
+	}
+	if lib == "" {
+		lib = fallback
+	}
 	if ortRuntime.refs > 0 {
 		if lib != ortRuntime.lib {
 			return fmt.Errorf("ONNX Runtime is already loaded from %s; cannot also load %s in the same process", ortRuntime.lib, lib)
@@ -33,7 +40,7 @@ func acquireRuntime(lib string) error {
 		return nil
 	}
 	if _, err := os.Stat(lib); err != nil {
-		return fmt.Errorf("ONNX Runtime library: %w (run scripts/setup.sh, or set the runtime library path)", err)
+		return fmt.Errorf("ONNX Runtime library: %w (run scripts/setup.sh, or give its path with --onnxruntime or $%s)", err, RuntimeEnv)
 	}
 	ort.SetSharedLibraryPath(lib)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {

@@ -112,7 +112,7 @@ func TestClassifierLearnsAndRoundTrips(t *testing.T) {
 func TestClassifierScoringMode(t *testing.T) {
 	dir, cache := t.TempDir(), t.TempDir()
 	path := writeTestConfig(t, dir, `, "scoring": "classifier"`)
-	s := newTestSet(t, path, cache, nil)
+	s := newTestClient(t, path, cache, nil)
 	d, err := s.RouteText(context.Background(), "auto", "write a go function that sorts a slice of ints")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestClassifierScoringMode(t *testing.T) {
 		t.Fatalf("probabilities sum to %v", sum)
 	}
 	// The second start loads the cached head instead of training.
-	s2 := newTestSet(t, path, cache, nil)
+	s2 := newTestClient(t, path, cache, nil)
 	d2, _ := s2.RouteText(context.Background(), "auto", "write a go function that sorts a slice of ints")
 	if d2.Score != d.Score {
 		t.Fatalf("cached head scores %v, trained head %v", d2.Score, d.Score)

@@ -66,22 +66,18 @@ func writeTestConfig(t *testing.T, dir, routerExtra string) string {
 	return path
 }
 
-func newTestSet(t *testing.T, path, cacheDir string, logs *bytes.Buffer) *Set {
+func newTestClient(t *testing.T, path, cacheDir string, logs *bytes.Buffer) *Client {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	if logs != nil {
 		logger = slog.New(slog.NewTextHandler(logs, nil))
 	}
-	cfg, err := LoadConfig(path, LoadOptions{Logger: logger})
+	c, err := Open(context.Background(), path, Options{Logger: logger, ModelsDir: modelsDir(t), CacheDir: cacheDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), cfg, Options{Logger: logger, ModelsDir: modelsDir(t), CacheDir: cacheDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func userMsgs(texts ...string) []openai.Message {
@@ -98,7 +94,7 @@ func userMsgs(texts ...string) []openai.Message {
 }
 
 func TestSetRoutesWithRealModel(t *testing.T) {
-	s := newTestSet(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	s := newTestClient(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
 	for _, tc := range []struct {
 		name     string
 		msgs     []openai.Message
@@ -131,7 +127,7 @@ func TestSetRoutesWithRealModel(t *testing.T) {
 }
 
 func TestRouteTextsMatchesRoute(t *testing.T) {
-	s := newTestSet(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	s := newTestClient(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
 	texts := []string{"implement quicksort in python", "write a sonnet about love", "book a flight", ""}
 	batch, err := s.RouteTexts(context.Background(), "auto", texts)
 	if err != nil {
@@ -149,8 +145,8 @@ func TestCacheAvoidsReembedding(t *testing.T) {
 	dir, cache := t.TempDir(), t.TempDir()
 	path := writeTestConfig(t, dir, "")
 	var first, second bytes.Buffer
-	newTestSet(t, path, cache, &first)
-	newTestSet(t, path, cache, &second)
+	newTestClient(t, path, cache, &first)
+	newTestClient(t, path, cache, &second)
 	if !strings.Contains(first.String(), "cached=0") || !strings.Contains(second.String(), "cached=7") {
 		t.Fatalf("want cached=0 then cached=7;\nfirst: %s\nsecond: %s", first.String(), second.String())
 	}
@@ -158,8 +154,8 @@ func TestCacheAvoidsReembedding(t *testing.T) {
 
 func TestConversationWindow(t *testing.T) {
 	msgs := userMsgs("write a python function to sort a list", "def sort(xs): ...", "and in go")
-	off := newTestSet(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
-	on := newTestSet(t, writeTestConfig(t, t.TempDir(), `, "conversation_window": 2`), "", nil)
+	off := newTestClient(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	on := newTestClient(t, writeTestConfig(t, t.TempDir(), `, "conversation_window": 2`), "", nil)
 	d1, _ := off.Route(context.Background(), "auto", msgs)
 	d2, _ := on.Route(context.Background(), "auto", msgs)
 	if d2.Model != "coder" {
@@ -173,7 +169,7 @@ func TestConversationWindow(t *testing.T) {
 func TestReload(t *testing.T) {
 	dir := t.TempDir()
 	path := writeTestConfig(t, dir, "")
-	s := newTestSet(t, path, "", nil)
+	s := newTestClient(t, path, "", nil)
 	// A broken router.json keeps the old routers.
 	os.WriteFile(filepath.Join(dir, "router.json"), []byte(`{"routes": [{"name": "coder", "utterances": [], "score_threshold": 0.2}]}`), 0o644)
 	if err := s.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), `route "coder": no utterances`) {
@@ -197,8 +193,10 @@ func TestReload(t *testing.T) {
 // local model, the way a team would point autorouter at another embedding
 // service.
 func TestRemoteEncoder(t *testing.T) {
-	local := newTestSet(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
-	enc, err := local.Encoder("minilm")
+	local := newTestClient(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	snap := local.Acquire()
+	defer snap.Release()
+	enc, err := snap.Encoder("minilm")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +221,7 @@ func TestRemoteEncoder(t *testing.T) {
 	cfgText := strings.Replace(string(b), "      model: local/all-MiniLM-L6-v2\n    model_info:\n      quantized: true\n",
 		"      model: openai/remote-minilm\n      api_base: "+srv.URL+"/v1\n", 1)
 	os.WriteFile(path, []byte(cfgText), 0o644)
-	remote := newTestSet(t, path, "", nil)
+	remote := newTestClient(t, path, "", nil)
 	d, err := remote.RouteText(context.Background(), "auto", "write a go function that sorts a slice of ints")
 	if err != nil || d.Model != "coder" {
 		t.Fatalf("remote-encoder decision %+v, %v", d, err)

@@ -1,83 +1,90 @@
 package router
 
 import (
-	"encoding/json"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/autorouter/autorouter/router/config"
 	"github.com/autorouter/autorouter/router/openai"
 )
 
 // DefaultMaxTextChars is how much of the prompt is embedded by default.
-const DefaultMaxTextChars = 2000
+const DefaultMaxTextChars = config.DefaultMaxTextChars
 
 // RoutingText returns the text to embed for msgs: the content of the last
 // user message (window 1, LiteLLM's behaviour), or of the last window user
-// messages joined by newlines, oldest first, cut to maxChars runes from the
-// end, so the newest words are kept. ok is false when there is no user
-// message at all.
+// messages joined by newlines, oldest first, cut to maxChars runes (0: the
+// default) from the start for one message, as LiteLLM does, and from the
+// end for several, so the newest words are kept. ok is false when there is
+// no user message at all.
 func RoutingText(msgs []openai.Message, window, maxChars int) (text string, ok bool) {
-	if window < 1 {
-		window = 1
+	var u userTurns
+	u.init(window)
+	for i := range msgs {
+		if msgs[i].Role == "user" {
+			u.add(msgs[i].Content)
+		}
+	}
+	return u.text(maxChars)
+}
+
+// bodyRoutingText is RoutingText on a raw request body's "messages".
+func bodyRoutingText(b *openai.Body, window, maxChars int) (string, bool) {
+	var u userTurns
+	u.init(window)
+	b.EachMessage(func(role, content []byte) bool {
+		if string(role) == "user" {
+			u.add(content)
+		}
+		return true
+	})
+	return u.text(maxChars)
+}
+
+// userTurns keeps the raw contents of the last window user messages seen.
+type userTurns struct {
+	window int
+	ring   [][]byte
+	one    [1][]byte
+	seen   int
+}
+
+func (u *userTurns) init(window int) {
+	u.window = max(window, 1)
+	if u.window == 1 {
+		u.ring = u.one[:]
+	} else {
+		u.ring = make([][]byte, u.window)
+	}
+}
+
+func (u *userTurns) add(content []byte) {
+	u.ring[u.seen%u.window] = content
+	u.seen++
+}
+
+func (u *userTurns) text(maxChars int) (string, bool) {
+	if u.seen == 0 {
+		return "", false
 	}
 	if maxChars <= 0 {
 		maxChars = DefaultMaxTextChars
 	}
-	var parts []string
-	for i := len(msgs) - 1; i >= 0 && len(parts) < window; i-- {
-		if msgs[i].Role != "user" {
-			continue
-		}
-		parts = append(parts, contentText(msgs[i].Content))
+	if u.window == 1 {
+		return truncateRunes(openai.ContentText(u.ring[0]), maxChars, false), true
 	}
-	if len(parts) == 0 {
-		return "", false
+	n := min(u.seen, u.window)
+	parts := make([]string, 0, n)
+	for i := u.seen - n; i < u.seen; i++ {
+		parts = append(parts, openai.ContentText(u.ring[i%u.window]))
 	}
-	for i, j := 0, len(parts)-1; i < j; i, j = i+1, j-1 {
-		parts[i], parts[j] = parts[j], parts[i]
-	}
-	text = strings.Join(parts, "\n")
-	if window == 1 {
-		return truncateRunes(text, maxChars, false), true
-	}
-	return truncateRunes(text, maxChars, true), true
-}
-
-// contentText extracts text from an OpenAI content value: a string as is;
-// an array's "text" parts joined with a space (images and other parts are
-// ignored); null or anything else gives "".
-func contentText(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return ""
-	}
-	switch raw[0] {
-	case '"':
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return s
-		}
-	case '[':
-		var parts []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		}
-		if json.Unmarshal(raw, &parts) == nil {
-			var texts []string
-			for _, p := range parts {
-				if p.Type == "text" {
-					texts = append(texts, p.Text)
-				}
-			}
-			return strings.Join(texts, " ")
-		}
-	}
-	return ""
+	return truncateRunes(strings.Join(parts, "\n"), maxChars, true), true
 }
 
 // truncateRunes cuts s to n runes, keeping the start (LiteLLM's behaviour),
 // or the end when keepEnd is set.
 func truncateRunes(s string, n int, keepEnd bool) string {
-	if utf8.RuneCountInString(s) <= n {
+	if len(s) <= n || utf8.RuneCountInString(s) <= n {
 		return s
 	}
 	if !keepEnd {

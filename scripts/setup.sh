@@ -92,4 +92,20 @@ say "building ONNX graphs (skipped when they exist and match their manifest)..."
 (cd "$repo" && go run ./cmd/autorouter model build \
   --src "$models/all-MiniLM-L6-v2/src" \
   --out "$models/all-MiniLM-L6-v2")
+# Commands run from any directory find the models through the per-user
+# default ($XDG_DATA_HOME/autorouter/models): point it here, unless it is a
+# real directory of its own.
+if [ -n "${HOME:-}${XDG_DATA_HOME:-}" ]; then
+  userdir=${XDG_DATA_HOME:-$HOME/.local/share}/autorouter
+  link=$userdir/models
+  if [ -L "$link" ] || [ ! -e "$link" ]; then
+    mkdir -p "$userdir"
+    if [ "$(readlink "$link" 2>/dev/null)" != "$models" ]; then
+      ln -sfn "$models" "$link.tmp" && mv -T "$link.tmp" "$link"
+      say "linked $link -> $models (the default models directory)"
+    fi
+  else
+    say "note: $link is a directory of its own; autorouter uses it by default (set AUTOROUTER_MODELS=$models to use this one)"
+  fi
+fi
 say "done: model in $models/all-MiniLM-L6-v2, runtime in $models/onnxruntime"

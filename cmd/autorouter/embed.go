@@ -13,13 +13,17 @@ import (
 	"github.com/autorouter/autorouter/embed"
 )
 
-// defaultModelsDir is where scripts/setup.sh puts models: $AUTOROUTER_MODELS,
-// else ./models.
+// defaultModelsDir is where local models are looked for: $AUTOROUTER_MODELS,
+// else the per-user directory scripts/setup.sh links to its models.
 func defaultModelsDir() string {
-	if d := os.Getenv("AUTOROUTER_MODELS"); d != "" {
-		return d
-	}
-	return "models"
+	d, _ := embed.DefaultModelsDir(os.LookupEnv)
+	return d
+}
+
+// runtimeFlag adds --onnxruntime, the ONNX Runtime library, a process-wide
+// choice; "" means $AUTOROUTER_ONNXRUNTIME, else <models>/onnxruntime.
+func runtimeFlag(fs *flag.FlagSet) *string {
+	return fs.String("onnxruntime", os.Getenv(embed.RuntimeEnv), "ONNX Runtime shared library (default $"+embed.RuntimeEnv+", else <models>/onnxruntime/libonnxruntime.so)")
 }
 
 func runEmbed(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -32,6 +36,7 @@ func runEmbed(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	model := fs.String("model", filepath.Join(defaultModelsDir(), "all-MiniLM-L6-v2"), "model directory (model.onnx + tokenizer.json)")
 	int8 := fs.Bool("int8", false, "use the int8 model (model_int8.onnx)")
 	maxLen := fs.Int("max-seq-len", 256, "tokens per text, [CLS] and [SEP] included")
+	ort := runtimeFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,7 +44,7 @@ func runEmbed(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *int8 {
 		file = "model_int8.onnx"
 	}
-	enc, err := embed.NewONNX(embed.ONNXOptions{ModelDir: *model, ModelFile: file, MaxSeqLen: *maxLen})
+	enc, err := embed.NewONNX(embed.ONNXOptions{ModelDir: *model, ModelFile: file, MaxSeqLen: *maxLen, RuntimeLib: *ort})
 	if err != nil {
 		return err
 	}

@@ -11,13 +11,13 @@ import (
 	"sort"
 	"text/tabwriter"
 
-	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/eval"
 )
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	rf := addRouterFlags(fs)
+	flags := addRouterFlags(fs)
 	data := fs.String("data", "", "labelled JSONL: {\"text\": ..., \"route\": \"<name>\" | null} per line (required)")
 	fit := fs.Bool("fit", false, "search per-route thresholds on the data and print the gain")
 	write := fs.Bool("write", false, "with --fit: save the fitted thresholds into the router's router.json")
@@ -41,13 +41,14 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	set, name, err := rf.open(ctx, stderr)
+	set, name, err := flags.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
 	var routes []string
-	for _, r := range set.Config().Group(name)[0].Router.Routes {
+	rf := set.Config().Group(name)[0].Params.AutoRouterConfig
+	for _, r := range rf.Routes {
 		routes = append(routes, r.Name)
 	}
 	for i, g := range gold {
@@ -59,11 +60,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	examples := make([]router.EvalExample, len(texts))
+	examples := make([]eval.Example, len(texts))
 	for i, d := range decisions {
-		examples[i] = router.EvalExample{Scores: d.Scores, Gold: gold[i]}
+		examples[i] = eval.Example{Scores: d.Scores, Gold: gold[i]}
 	}
-	before := router.Evaluate(examples, nil)
+	before := eval.Evaluate(examples, nil)
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
 	if !*fit {
@@ -73,15 +74,15 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		printReport(w, "current thresholds", before, *top)
 		return nil
 	}
-	th, after := router.FitThresholds(examples, routes, router.FitOptions{GlobalOnly: *global, OutOfScopeWeight: *oosWeight})
+	th, after := eval.Fit(examples, routes, eval.FitOptions{GlobalOnly: *global, OutOfScopeWeight: *oosWeight})
 	written := ""
 	if *write {
 		// Write before printing, so that --json output also reports it.
-		path := set.Config().Group(name)[0].Router.Path
+		path := rf.Path
 		if path == "" {
 			return fmt.Errorf("eval --write: router %q is configured inline (auto_router_config); move it to a router.json to write thresholds", name)
 		}
-		if err := router.WriteThresholds(path, th); err != nil {
+		if err := eval.WriteThresholds(path, th); err != nil {
 			return err
 		}
 		written = path
@@ -148,12 +149,12 @@ func readLabelled(path string) ([]string, []string, error) {
 	return texts, gold, nil
 }
 
-func printReport(w io.Writer, title string, r router.EvalReport, top int) {
+func printReport(w io.Writer, title string, r eval.Report, top int) {
 	fmt.Fprintf(w, "== %s\nin-scope accuracy:   %6.2f%% (%d prompts)\nout-of-scope recall: %6.2f%% (%d prompts)\n",
 		title, 100*r.InScopeAccuracy, r.InScope, 100*r.OutOfScopeRecall, r.OutOfScope)
 	type rq struct {
 		name string
-		q    router.RouteQuality
+		q    eval.RouteQuality
 	}
 	var worst []rq
 	for n, q := range r.PerRoute {

@@ -64,7 +64,7 @@ func TestRouteAndEvalCLI(t *testing.T) {
 		t.Fatalf("eval: %v\n%s", err, errOut.String())
 	}
 	var rep struct {
-		Before struct{ InScope, OutOfScope int }
+		Before     struct{ InScope, OutOfScope int }
 		After      struct{ InScopeAccuracy, OutOfScopeRecall float64 }
 		Thresholds map[string]float32
 		Written    string

@@ -18,8 +18,8 @@ import (
 
 // routerFlags are the flags route and eval share.
 type routerFlags struct {
-	config, router, models, cache *string
-	verbose                       *bool
+	config, router, models, cache, runtime *string
+	verbose                                *bool
 }
 
 func addRouterFlags(fs *flag.FlagSet) routerFlags {
@@ -28,6 +28,7 @@ func addRouterFlags(fs *flag.FlagSet) routerFlags {
 		router:  fs.String("router", "", "auto router model_name (default: the only one in the config)"),
 		models:  fs.String("models", defaultModelsDir(), "directory of local models"),
 		cache:   fs.String("cache", defaultCacheDir(), "utterance-embedding cache directory (\"\" disables it)"),
+		runtime: runtimeFlag(fs),
 		verbose: fs.Bool("v", false, "log loading progress to stderr"),
 	}
 }
@@ -43,7 +44,7 @@ func defaultCacheDir() string {
 }
 
 // open loads the config and builds its routers, and picks the router to use.
-func (f routerFlags) open(ctx context.Context, stderr io.Writer) (*router.Set, string, error) {
+func (f routerFlags) open(ctx context.Context, stderr io.Writer) (*router.Client, string, error) {
 	if *f.config == "" {
 		return nil, "", usageError{"--config is required"}
 	}
@@ -52,27 +53,28 @@ func (f routerFlags) open(ctx context.Context, stderr io.Writer) (*router.Set, s
 		level = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	cfg, err := router.LoadConfig(*f.config, router.LoadOptions{LookupEnv: os.LookupEnv, Logger: logger})
-	if err != nil {
-		return nil, "", err
-	}
-	set, err := router.New(ctx, cfg, router.Options{LookupEnv: os.LookupEnv, Logger: logger, ModelsDir: *f.models, CacheDir: *f.cache})
+	set, err := router.Open(ctx, *f.config, f.options(logger))
 	if err != nil {
 		return nil, "", err
 	}
 	name := *f.router
-	names := set.Names()
+	names := set.Routers()
 	switch {
 	case name == "" && len(names) == 1:
 		name = names[0]
 	case name == "":
 		set.Close()
 		return nil, "", usageError{fmt.Sprintf("the config has %d auto routers (%s); pick one with --router", len(names), strings.Join(names, ", "))}
-	case !set.IsRouter(name):
+	case !contains(names, name):
 		set.Close()
 		return nil, "", usageError{fmt.Sprintf("--router %q is not an auto router in %s (have: %s)", name, *f.config, strings.Join(names, ", "))}
 	}
 	return set, name, nil
+}
+
+// options are the library options the flags give.
+func (f routerFlags) options(logger *slog.Logger) router.Options {
+	return router.Options{LookupEnv: os.LookupEnv, Logger: logger, ModelsDir: *f.models, CacheDir: *f.cache, RuntimeLib: *f.runtime}
 }
 
 func runRoute(ctx context.Context, args []string, stdout, stderr io.Writer) error {

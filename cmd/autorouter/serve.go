@@ -15,25 +15,32 @@ import (
 	"time"
 
 	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/config"
 	"github.com/autorouter/autorouter/router/proxy"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", "", "LiteLLM proxy config.yaml (required)")
+	cfgPath := fs.String("config", "", "LiteLLM proxy config.yaml (required)")
 	host := fs.String("host", "0.0.0.0", "address to listen on")
 	port := fs.Int("port", 4000, "port to listen on")
 	models := fs.String("models", defaultModelsDir(), "directory of local models")
 	cache := fs.String("cache", defaultCacheDir(), "utterance-embedding cache directory (\"\" disables it)")
-	maxBody := fs.Int("max-body", proxy.DefaultMaxBodyBytes, "largest request body in bytes; larger ones get 413")
+	ort := runtimeFlag(fs)
+	maxBody := fs.Int("max-body", 0, "largest request body in bytes; larger ones get 413 (default general_settings.max_request_size_mb, 10 MiB)")
+	headerTimeout := fs.Duration("header-timeout", 0, "how long a client may take to send a request's headers (default general_settings.header_timeout, 10s)")
+	idleTimeout := fs.Duration("idle-timeout", 0, "how long an idle keep-alive connection stays open (default general_settings.idle_timeout, 30s)")
+	writeTimeout := fs.Duration("write-timeout", 0, "how long one write to a client that stopped reading may block (default general_settings.write_timeout, 30s)")
+	maxConns := fs.Int("max-conns", 0, "most open client connections (default general_settings.max_connections: half the open-file limit, at most 16384)")
+	maxConnsPerIP := fs.Int("max-conns-per-ip", 0, "most open connections from one address (default general_settings.max_connections_per_ip, no limit)")
 	watch := fs.Duration("watch", 2*time.Second, "how often to check config and router.json for changes (0 disables; SIGHUP always reloads)")
 	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests and streams may take to finish on shutdown")
 	jsonLogs := fs.Bool("json-logs", false, "log JSON lines instead of text")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *config == "" {
+	if *cfgPath == "" {
 		return usageError{"serve: --config is required"}
 	}
 	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
@@ -42,51 +49,70 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger := slog.New(handler)
 
-	cfg, err := router.LoadConfig(*config, router.LoadOptions{LookupEnv: os.LookupEnv, Logger: logger})
+	// A bad config fails here, at once, naming the file and the entry.
+	cfg, err := config.Load(*cfgPath, config.Options{LookupEnv: os.LookupEnv, Logger: logger})
 	if err != nil {
 		return err
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: logger, MaxBodyBytes: *maxBody})
-	if err != nil {
-		return err
+	lim := cfg.GeneralSettings.Limits
+	if *maxBody > 0 {
+		lim.MaxRequestSizeMB = float64(*maxBody) / (1 << 20)
 	}
+	for _, o := range []struct {
+		flag time.Duration
+		dst  *config.Duration
+	}{{*headerTimeout, &lim.HeaderTimeout}, {*idleTimeout, &lim.IdleTimeout}, {*writeTimeout, &lim.WriteTimeout}} {
+		if o.flag > 0 {
+			*o.dst = config.Duration(o.flag)
+		}
+	}
+	if *maxConns > 0 {
+		lim.MaxConnections = *maxConns
+	}
+	if *maxConnsPerIP > 0 {
+		lim.MaxConnectionsPerIP = *maxConnsPerIP
+	}
+	if err := lim.Validate(); err != nil {
+		return usageError{"serve: " + err.Error()}
+	}
+	srv := proxy.New(proxy.Options{Logger: logger, Limits: lim, OpenFiles: openFileLimit()})
 	ln, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "config", *config)
+	logger.Info("listening", "addr", ln.Addr().String(), "config", *cfgPath)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	// Load the routers while already serving: liveliness answers at once,
-	// readiness turns green when the model and indexes are in.
+	// Load the routers while already listening: liveliness answers at once,
+	// readiness turns green when the models and indexes are in.
 	loadCtx, cancelLoad := context.WithCancel(ctx)
 	defer cancelLoad()
-	setCh := make(chan *router.Set, 1)
+	clientCh := make(chan *router.Client, 1)
 	loadErr := make(chan error, 1)
 	go func() {
 		start := time.Now()
-		set, err := router.New(loadCtx, cfg, router.Options{LookupEnv: os.LookupEnv, Logger: logger, ModelsDir: *models, CacheDir: *cache})
+		c, err := router.New(loadCtx, cfg, router.Options{LookupEnv: os.LookupEnv, Logger: logger,
+			ModelsDir: *models, CacheDir: *cache, RuntimeLib: *ort})
 		if err != nil {
 			loadErr <- err
 			return
 		}
-		srv.SetRouter(set, set)
-		logger.Info("ready", "routers", set.Names(), "took", time.Since(start).Round(time.Millisecond))
-		setCh <- set
+		if err := srv.SetClient(c); err != nil {
+			loadErr <- err
+			return
+		}
+		logger.Info("ready", "routers", c.Routers(), "took", time.Since(start).Round(time.Millisecond))
+		clientCh <- c
 	}()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	var set *router.Set
-	onReload := func(c *router.Config, err error) {
+	var client *router.Client
+	onReload := func(err error) {
 		if err != nil {
 			logger.Error("reload failed; keeping the previous config", "err", err)
-			return
-		}
-		if err := srv.SetConfig(c); err != nil {
-			logger.Error("reload: applying deployments failed; keeping the previous ones", "err", err)
 		}
 	}
 	for {
@@ -96,18 +122,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case err := <-loadErr:
 			shutdown(srv, *grace, logger)
 			return fmt.Errorf("loading routers: %w", err)
-		case set = <-setCh:
-			defer set.Close()
+		case client = <-clientCh:
+			defer client.Close()
 			if *watch > 0 {
-				go set.Watch(ctx, *watch, onReload)
+				go client.Watch(ctx, *watch, onReload)
 			}
 		case <-hup:
-			if set == nil {
+			if client == nil {
 				logger.Warn("SIGHUP ignored: routers are still loading")
 				continue
 			}
 			logger.Info("SIGHUP: reloading")
-			onReload(set.Config(), set.Reload(ctx))
+			onReload(client.Reload(ctx))
 		case <-ctx.Done():
 			logger.Info("shutting down", "grace", grace.String())
 			cancelLoad()
@@ -126,4 +152,13 @@ func shutdown(srv *proxy.Server, grace time.Duration, logger *slog.Logger) error
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// openFileLimit is the process's soft open-file limit, 0 when unknown.
+func openFileLimit() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<30 {
+		return 0
+	}
+	return int(r.Cur)
 }

@@ -41,7 +41,7 @@ func fastUpstream(b *testing.B) string {
 func BenchmarkProxyOverhead(b *testing.B) {
 	up := fastUpstream(b)
 	cfg := plainConfig(up, "")
-	base, _ := startProxy(b, cfg, Options{})
+	base, _, _ := startProxy(b, cfg, Options{})
 	client := &fasthttp.Client{MaxConnsPerHost: 256}
 	for _, stream := range []bool{false, true} {
 		body := `{"model":"gpt","messages":[{"role":"user","content":"hi"}],"stream":` + fmt.Sprint(stream) + `}`

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -48,33 +47,48 @@ func okCompletion(w http.ResponseWriter, model string) {
 	fmt.Fprintf(w, `{"id":"x","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"hi from %s"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`, model, model)
 }
 
-// startProxy serves cfgYAML on a loopback port and returns its base URL.
-func startProxy(t testing.TB, cfgYAML string, opts Options) (string, *Server) {
-	t.Helper()
-	dir := t.TempDir()
+// testModels is the local models directory scripts/setup.sh fills.
+func testModels(tb testing.TB) string {
+	tb.Helper()
+	models, _ := filepath.Abs("../../models")
+	if _, err := os.Stat(filepath.Join(models, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
+		tb.Fatalf("local model missing (%v); run scripts/setup.sh", err)
+	}
+	return models
+}
+
+// startProxy serves cfgYAML on a loopback port with the real router and
+// returns its base URL.
+func startProxy(tb testing.TB, cfgYAML string, opts Options) (string, *Server, *router.Client) {
+	tb.Helper()
+	dir := tb.TempDir()
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgYAML), 0o644); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	cfg, err := router.LoadConfig(path, router.LoadOptions{})
+	c, err := router.Open(context.Background(), path, router.Options{ModelsDir: testModels(tb), Logger: opts.Logger})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	srv, err := New(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
+	if opts.Limits == (Options{}).Limits {
+		opts.Limits = c.Config().GeneralSettings.Limits
+	}
+	srv := New(opts)
+	if err := srv.SetClient(c); err != nil {
+		tb.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	go srv.Serve(ln)
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
+		c.Close()
 	})
-	return "http://" + ln.Addr().String(), srv
+	return "http://" + ln.Addr().String(), srv, c
 }
 
 func post(t *testing.T, url, key, body string) (*http.Response, string) {
@@ -109,6 +123,8 @@ model_list:
 %s`, base, extra)
 }
 
+const chatBody = `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`
+
 func TestChatNonStream(t *testing.T) {
 	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		if r.URL.Path != "/v1/chat/completions" {
@@ -117,7 +133,7 @@ func TestChatNonStream(t *testing.T) {
 		}
 		okCompletion(w, "gpt-4o")
 	})
-	base, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
+	base, _, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
 	body := `{"model":"gpt","messages":[{"role":"user","content":"hi"}],"temperature":0.25,"api_base":"http://evil.example","api_key":"stolen","extra":{"a":[1,2,{"b":"c"}]}}`
 	resp, out := post(t, base+"/v1/chat/completions", "", body)
 	if resp.StatusCode != 200 || !strings.Contains(out, "hi from gpt-4o") {
@@ -126,8 +142,8 @@ func TestChatNonStream(t *testing.T) {
 	if got := resp.Header.Get("x-autorouter-model"); got != "gpt" {
 		t.Errorf("x-autorouter-model = %q, want gpt", got)
 	}
-	if got := resp.Header.Get("x-litellm-model-id"); got == "" {
-		t.Error("x-litellm-model-id missing")
+	if got := resp.Header.Get("x-litellm-model-id"); got != "gpt/0" {
+		t.Errorf("x-litellm-model-id = %q", got)
 	}
 	sent := up.lastBody.Load().(string)
 	var m map[string]json.RawMessage
@@ -151,16 +167,27 @@ func TestChatNonStream(t *testing.T) {
 	}
 }
 
+// TestStreamFlagCaseSensitive: the proxy reads "stream" exactly as the
+// upstream does, so a differently cased key neither makes the proxy expect
+// SSE nor reaches the upstream as a stream request it would misread.
+func TestStreamFlagCaseSensitive(t *testing.T) {
+	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) { okCompletion(w, "gpt-4o") })
+	base, _, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
+	resp, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","STREAM":true,"messages":[{"role":"user","content":"x"}]}`)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(out, "hi from gpt-4o") {
+		t.Fatalf("status %d type %s body %s", resp.StatusCode, resp.Header.Get("Content-Type"), out)
+	}
+}
+
 func TestAuth(t *testing.T) {
 	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) { okCompletion(w, "gpt-4o") })
-	base, _ := startProxy(t, plainConfig(up.URL, "general_settings:\n  master_key: sk-master\n"), Options{})
-	body := `{"model":"gpt","messages":[{"role":"user","content":"hi"}]}`
+	base, _, _ := startProxy(t, plainConfig(up.URL, "general_settings:\n  master_key: sk-master\n"), Options{})
 	for _, tc := range []struct {
 		name, key string
 		want      int
 	}{{"no key", "", 401}, {"wrong key", "sk-wrong", 401}, {"prefix of key", "sk-mast", 401}, {"right key", "sk-master", 200}} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, out := post(t, base+"/v1/chat/completions", tc.key, body)
+			resp, out := post(t, base+"/v1/chat/completions", tc.key, chatBody)
 			if resp.StatusCode != tc.want {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, out)
 			}
@@ -168,6 +195,11 @@ func TestAuth(t *testing.T) {
 				t.Fatalf("401 body is not an OpenAI error: %s", out)
 			}
 		})
+	}
+	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(chatBody))
+	req.Header.Set("x-api-key", "sk-master")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("x-api-key: %v %v", err, resp)
 	}
 	resp, _ := http.Get(base + "/health/liveliness")
 	if resp.StatusCode != 200 {
@@ -177,24 +209,26 @@ func TestAuth(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		var req struct{ Messages []struct{ Content string } }
-		json.NewDecoder(strings.NewReader(fmt.Sprint(r.Context().Value("x")))).Decode(&req)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(400)
 		fmt.Fprint(w, `{"error":{"message":"upstream says: bad temperature","type":"invalid_request_error","param":"temperature","code":null}}`)
 	})
-	base, _ := startProxy(t, plainConfig(up.URL, ""), Options{MaxBodyBytes: 1 << 10})
+	base, _, _ := startProxy(t, plainConfig(up.URL, "general_settings:\n  max_request_size_mb: 0.001\n"), Options{})
 	for _, tc := range []struct {
 		name, body string
 		status     int
 		want       string
 	}{
 		{"malformed JSON", `{"model":`, 400, "not valid JSON"},
+		{"not an object", `[1,2]`, 400, "JSON object"},
 		{"missing model", `{"messages":[{"role":"user","content":"x"}]}`, 400, `"param":"model"`},
+		{"model not a string", `{"model":5,"messages":[]}`, 400, `"param":"model"`},
+		{"stream not a bool", `{"model":"gpt","stream":"yes","messages":[{"role":"user","content":"x"}]}`, 400, `"param":"stream"`},
 		{"missing messages", `{"model":"gpt"}`, 400, `"param":"messages"`},
+		{"empty messages", `{"model":"gpt","messages":[]}`, 400, `"param":"messages"`},
 		{"unknown model", `{"model":"nope","messages":[{"role":"user","content":"x"}]}`, 404, "valid models: backup, gpt"},
 		{"too large", `{"model":"gpt","messages":[{"role":"user","content":"` + strings.Repeat("x", 2000) + `"}]}`, 413, "limit"},
-		{"upstream 4xx passed through", `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`, 400, "upstream says: bad temperature"},
+		{"upstream 4xx passed through", chatBody, 400, "upstream says: bad temperature"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, out := post(t, base+"/v1/chat/completions", "", tc.body)
@@ -219,8 +253,8 @@ func TestRetriesThenSuccess(t *testing.T) {
 		}
 		okCompletion(w, "gpt-4o")
 	})
-	base, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 2\n  allowed_fails: 10\n"), Options{})
-	resp, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`)
+	base, _, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 2\n  allowed_fails: 10\n"), Options{})
+	resp, out := post(t, base+"/v1/chat/completions", "", chatBody)
 	if resp.StatusCode != 200 || up.calls.Load() != 3 {
 		t.Fatalf("status %d after %d calls: %s", resp.StatusCode, up.calls.Load(), out)
 	}
@@ -231,8 +265,8 @@ func TestRetriesExhaustedThenFallback(t *testing.T) {
 		http.Error(w, `{"error":{"message":"rate limited"}}`, 429)
 	})
 	t.Run("502 without fallback", func(t *testing.T) {
-		base, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 1\n"), Options{})
-		resp, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`)
+		base, _, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 1\n"), Options{})
+		resp, out := post(t, base+"/v1/chat/completions", "", chatBody)
 		if resp.StatusCode != 502 || !strings.Contains(out, "429") || !strings.Contains(out, "rate limited") {
 			t.Fatalf("status %d body %s; want 502 carrying the upstream 429", resp.StatusCode, out)
 		}
@@ -241,26 +275,54 @@ func TestRetriesExhaustedThenFallback(t *testing.T) {
 		}
 	})
 	t.Run("fallback group answers", func(t *testing.T) {
-		base, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 1\n  fallbacks: [{\"gpt\": [\"backup\"]}]\n"), Options{})
-		resp, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`)
+		base, _, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 1\n  fallbacks: [{\"gpt\": [\"backup\"]}]\n"), Options{})
+		resp, out := post(t, base+"/v1/chat/completions", "", chatBody)
 		if resp.StatusCode != 200 || !strings.Contains(out, "from backup") || resp.Header.Get("x-autorouter-model") != "backup" {
 			t.Fatalf("status %d body %s headers %v", resp.StatusCode, out, resp.Header)
 		}
 	})
 }
 
+// TestCooldown: failed requests (not one request's retries) put a
+// deployment on cooldown, after which only probes reach it.
 func TestCooldown(t *testing.T) {
 	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) { http.Error(w, "down", 500) })
-	base, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 0\n  allowed_fails: 2\n  cooldown_time: 60\n"), Options{})
-	for i := 0; i < 4; i++ {
-		post(t, base+"/v1/chat/completions", "", `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`)
+	base, _, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 0\n  allowed_fails: 2\n  cooldown_time: 60\n"), Options{})
+	for i := 0; i < 3; i++ {
+		post(t, base+"/v1/chat/completions", "", chatBody)
 	}
-	if got := up.calls.Load(); got != 2 {
-		t.Fatalf("upstream called %d times; after 2 failures it should be cooling down", got)
+	if got := up.calls.Load(); got != 3 {
+		t.Fatalf("upstream called %d times, want 3", got)
 	}
-	_, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`)
-	if !strings.Contains(out, "cooling down") {
-		t.Fatalf("want a cooldown error, got %s", out)
+	// Cooling down: a probe goes through at most once a second; the other
+	// requests fail fast with 503.
+	codes := map[int]int{}
+	for i := 0; i < 5; i++ {
+		resp, _ := post(t, base+"/v1/chat/completions", "", chatBody)
+		codes[resp.StatusCode]++
+	}
+	if up.calls.Load() > 4 || codes[503] < 4 {
+		t.Fatalf("while cooling down: %d upstream calls, statuses %v", up.calls.Load(), codes)
+	}
+}
+
+// TestOneBadRequestDoesNotCoolDown: a request whose upstream fails all of
+// its own retries must not take a one-deployment model offline for
+// everyone else.
+func TestOneBadRequestDoesNotCoolDown(t *testing.T) {
+	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n <= 3 {
+			http.Error(w, "boom", 500)
+			return
+		}
+		okCompletion(w, "gpt-4o")
+	})
+	base, _, _ := startProxy(t, plainConfig(up.URL, "router_settings:\n  num_retries: 2\n"), Options{})
+	if resp, _ := post(t, base+"/v1/chat/completions", "", chatBody); resp.StatusCode != 502 {
+		t.Fatalf("first request: %d", resp.StatusCode)
+	}
+	if resp, out := post(t, base+"/v1/chat/completions", "", chatBody); resp.StatusCode != 200 {
+		t.Fatalf("the next client got %d %s: one request's retries put the model on cooldown", resp.StatusCode, out)
 	}
 }
 
@@ -272,9 +334,9 @@ func TestTimeout(t *testing.T) {
 		}
 	})
 	cfg := strings.Replace(plainConfig(up.URL, "router_settings:\n  num_retries: 0\n"), "timeout: 2", "timeout: 200ms", 1)
-	base, _ := startProxy(t, cfg, Options{})
+	base, _, _ := startProxy(t, cfg, Options{})
 	start := time.Now()
-	resp, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","messages":[{"role":"user","content":"x"}]}`)
+	resp, out := post(t, base+"/v1/chat/completions", "", chatBody)
 	if resp.StatusCode != 504 {
 		t.Fatalf("status %d body %s; want 504", resp.StatusCode, out)
 	}
@@ -319,7 +381,7 @@ func sseHandler(events []string, done bool, cancelled chan<- struct{}) func(w ht
 func TestStream(t *testing.T) {
 	events := []string{`{"choices":[{"delta":{"content":"Hel"}}]}`, `{"choices":[{"delta":{"content":"lo"}}]}`}
 	up := newFakeUpstream(t, sseHandler(events, true, nil))
-	base, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
+	base, _, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
 	resp, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"x"}]}`)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -333,19 +395,53 @@ func TestStream(t *testing.T) {
 	}
 }
 
+// TestStreamCROnly relays a stream whose lines end in a lone CR, which
+// used to grow the relay's buffer without bound.
+func TestStreamCROnly(t *testing.T) {
+	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\rdata: [DONE]\r\r")
+	})
+	base, _, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
+	_, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"x"}]}`)
+	if out != "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: [DONE]\n\n" {
+		t.Fatalf("relayed %q", out)
+	}
+}
+
 func TestStreamCutOff(t *testing.T) {
 	up := newFakeUpstream(t, sseHandler([]string{`{"choices":[{"delta":{"content":"partial"}}]}`}, false, nil))
-	base, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
+	base, _, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
 	_, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"x"}]}`)
 	if !strings.Contains(out, "partial") || !strings.Contains(out, `"code":"stream_cut_off"`) || strings.Contains(out, "data: [DONE]\n") {
 		t.Fatalf("a stream without [DONE] must end with an error event, got %q", out)
 	}
 }
 
+// TestStreamTimeoutNotWholeStream: timeout bounds a whole non-streaming
+// call; a stream that sends an event every 300 ms for 2 s is healthy.
+func TestStreamTimeoutNotWholeStream(t *testing.T) {
+	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 7; i++ {
+			fmt.Fprintf(w, "data: {\"choices\":[{\"delta\":{\"content\":\"%d\"}}]}\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(300 * time.Millisecond)
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	})
+	cfg := strings.Replace(plainConfig(up.URL, ""), "timeout: 2", "timeout: 1", 1)
+	base, _, _ := startProxy(t, cfg, Options{})
+	_, out := post(t, base+"/v1/chat/completions", "", `{"model":"gpt","stream":true,"messages":[{"role":"user","content":"x"}]}`)
+	if strings.Contains(out, "error") || !strings.HasSuffix(out, "data: [DONE]\n\n") {
+		t.Fatalf("a healthy stream was cut: %q", out)
+	}
+}
+
 func TestStreamClientDisconnectCancelsUpstream(t *testing.T) {
 	cancelled := make(chan struct{})
 	up := newFakeUpstream(t, sseHandler([]string{`{"first":true}`}, false, cancelled))
-	base, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
+	base, _, _ := startProxy(t, plainConfig(up.URL, ""), Options{})
 	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(`{"model":"gpt","stream":true,"messages":[{"role":"user","content":"x"}]}`))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -363,8 +459,39 @@ func TestStreamClientDisconnectCancelsUpstream(t *testing.T) {
 	}
 }
 
-func TestMockAndModelsAndReadiness(t *testing.T) {
-	base, srv := startProxy(t, plainConfig("http://127.0.0.1:1", ""), Options{})
+// TestNonStreamClientDisconnectCancelsUpstream: a client that leaves a
+// non-streaming request while the upstream is still thinking ends the
+// upstream call (and its retries) at once.
+func TestNonStreamClientDisconnectCancelsUpstream(t *testing.T) {
+	gone := make(chan struct{}, 4)
+	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		select {
+		case <-r.Context().Done():
+			gone <- struct{}{}
+		case <-time.After(20 * time.Second):
+		}
+	})
+	base, _, _ := startProxy(t, strings.Replace(plainConfig(up.URL, "router_settings:\n  num_retries: 3\n"), "timeout: 2", "timeout: 8", 1), Options{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(chatBody), chatBody)
+	time.Sleep(300 * time.Millisecond)
+	conn.Close()
+	select {
+	case <-gone:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the upstream call outlived its client")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := up.calls.Load(); n != 1 {
+		t.Fatalf("%d upstream attempts after the client left, want 1", n)
+	}
+}
+
+func TestMockModelsAndReadiness(t *testing.T) {
+	base, _, _ := startProxy(t, plainConfig("http://127.0.0.1:1", ""), Options{})
 	resp, out := post(t, base+"/v1/chat/completions", "", `{"model":"backup","messages":[{"role":"user","content":"x"}],"mock_response":"overridden"}`)
 	if resp.StatusCode != 200 || !strings.Contains(out, "overridden") {
 		t.Fatalf("mock: %d %s", resp.StatusCode, out)
@@ -378,190 +505,18 @@ func TestMockAndModelsAndReadiness(t *testing.T) {
 	if !strings.Contains(string(b), `"id":"gpt"`) || !strings.Contains(string(b), `"id":"backup"`) {
 		t.Fatalf("models: %s", b)
 	}
-	r, _ = http.Get(base + "/health/readiness")
-	r.Body.Close()
-	if r.StatusCode != 503 {
-		t.Fatalf("readiness before SetRouter = %d, want 503", r.StatusCode)
+	srv := New(Options{})
+	if err := srv.SetClient(nil); err == nil {
+		t.Fatal("SetClient(nil) must be refused")
 	}
-	srv.SetRouter(nil, nil)
-	r, _ = http.Get(base + "/health/readiness")
-	r.Body.Close()
-	if r.StatusCode != 200 {
-		t.Fatalf("readiness after SetRouter = %d, want 200", r.StatusCode)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	defer srv.Shutdown(context.Background())
+	for path, want := range map[string]int{"/health/readiness": 503, "/health/liveliness": 200, "/v1/models": 503} {
+		r, err := http.Get("http://" + ln.Addr().String() + path)
+		if err != nil || r.StatusCode != want {
+			t.Fatalf("%s before SetClient: %v %v, want %d", path, err, r, want)
+		}
+		r.Body.Close()
 	}
-}
-
-func TestRewriteBody(t *testing.T) {
-	for _, tc := range []struct{ name, in, want string }{
-		{"replace", `{"model":"a","x":1}`, `{"model":"m","x":1}`},
-		{"add when missing", `{"x":[1, 2]}`, `{"x":[1, 2],"model":"m"}`},
-		{"strip client keys", `{"api_key":"k","model":"a","api_base":"b","base_url":"c"}`, `{"model":"m"}`},
-		{"unicode key kept", `{"ключ":"значение","model":"a"}`, `{"ключ":"значение","model":"m"}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := rewriteBody(nil, []byte(tc.in), "m")
-			if err != nil || string(got) != tc.want {
-				t.Fatalf("rewriteBody(%s) = %s, %v; want %s", tc.in, got, err, tc.want)
-			}
-		})
-	}
-	for _, bad := range []string{`[]`, `{"a":`, `{"a":1} x`, ``} {
-		if _, err := rewriteBody(nil, []byte(bad), "m"); err == nil {
-			t.Errorf("rewriteBody(%q): want an error", bad)
-		}
-	}
-}
-
-func FuzzRewriteBody(f *testing.F) {
-	for _, s := range []string{`{"model":"a"}`, `{}`, `{"messages":[{"role":"user","content":"hi"}]}`, `[1]`} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		out, err := rewriteBody(nil, []byte(s), "m")
-		if err != nil {
-			return
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(out, &m); err != nil {
-			t.Fatalf("rewriteBody(%q) produced invalid JSON %q: %v", s, out, err)
-		}
-		if string(m["model"]) != `"m"` {
-			t.Fatalf("model not set in %q", out)
-		}
-	})
-}
-
-// TestMetrics checks that /metrics counts requests by model and status and
-// exposes the heap allocation counters load tests divide by request counts.
-func TestMetrics(t *testing.T) {
-	base, _ := startProxy(t, plainConfig("http://127.0.0.1:1", ""), Options{})
-	for range 3 {
-		post(t, base+"/v1/chat/completions", "", `{"model":"backup","messages":[{"role":"user","content":"x"}]}`)
-	}
-	r, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(r.Body)
-	r.Body.Close()
-	out := string(b)
-	for _, want := range []string{
-		`autorouter_requests_total{endpoint="/v1/chat/completions",model="backup",route="",status="200"} 3`,
-		"go_gc_heap_allocs_objects_total ",
-		"go_gc_heap_allocs_bytes_total ",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("/metrics lacks %q:\n%s", want, out)
-		}
-	}
-}
-
-// readChunks reads s the way fasthttp does, one flushed chunk per Read,
-// signalling each on got.
-func readChunks(s *sseStream, got chan<- string) error {
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := s.Read(buf)
-		if n > 0 {
-			got <- string(buf[:n])
-		}
-		if err == io.EOF {
-			close(got)
-			return nil
-		}
-		if err != nil {
-			close(got)
-			return err
-		}
-	}
-}
-
-func TestSSEStreamChunks(t *testing.T) {
-	events := []string{"data: {\"a\":1}\n\n", "data: {\"a\":2}\r\n\r\n", "data: {\"a\":3}\n\n", "data: [DONE]\n\n"}
-	newStream := func(r io.Reader) (*sseStream, *error) {
-		var ended error = errors.New("end not called")
-		return newSSEStream(r, func() {}, func() {}, func(err error) { ended = err }), &ended
-	}
-	t.Run("events that arrive together go out together", func(t *testing.T) {
-		s, ended := newStream(strings.NewReader(strings.Join(events, "")))
-		got := make(chan string, 16)
-		if err := readChunks(s, got); err != nil {
-			t.Fatal(err)
-		}
-		var chunks []string
-		for c := range got {
-			chunks = append(chunks, c)
-		}
-		if len(chunks) != 1 || chunks[0] != strings.Join(events, "") {
-			t.Fatalf("%d chunks %q, want the whole stream in one", len(chunks), chunks)
-		}
-		s.CloseWithError(nil)
-		if *ended != nil {
-			t.Fatalf("a complete stream ended with %v", *ended)
-		}
-	})
-	t.Run("each event goes out before the next arrives", func(t *testing.T) {
-		pr, pw := io.Pipe()
-		s, ended := newStream(pr)
-		got := make(chan string, 16)
-		go readChunks(s, got)
-		// Each write holds the rest of one event and half of the next: the
-		// whole event must go out without waiting for the half.
-		pending := ""
-		var relayed []string
-		for i, ev := range events {
-			if _, err := pw.Write([]byte(pending + ev[:len(ev)/2])); err != nil {
-				t.Fatal(err)
-			}
-			pending = ev[len(ev)/2:]
-			if i == 0 {
-				continue
-			}
-			select {
-			case c := <-got:
-				relayed = append(relayed, c)
-			case <-time.After(5 * time.Second):
-				t.Fatalf("event %d was held back waiting for event %d", i-1, i)
-			}
-		}
-		pw.Write([]byte(pending))
-		pw.Close()
-		for c := range got {
-			relayed = append(relayed, c)
-		}
-		if strings.Join(relayed, "") != strings.Join(events, "") {
-			t.Fatalf("relayed %q", relayed)
-		}
-		s.CloseWithError(nil)
-		if *ended != nil {
-			t.Fatalf("a complete stream ended with %v", *ended)
-		}
-	})
-	t.Run("a stream without [DONE] ends with an error event", func(t *testing.T) {
-		s, ended := newStream(strings.NewReader(events[0]))
-		got := make(chan string, 16)
-		readChunks(s, got)
-		var all string
-		for c := range got {
-			all += c
-		}
-		if !strings.HasPrefix(all, events[0]) || !strings.Contains(all, `"code":"stream_cut_off"`) {
-			t.Fatalf("relayed %q", all)
-		}
-		s.CloseWithError(nil)
-		if *ended == nil || !strings.Contains((*ended).Error(), "[DONE]") {
-			t.Fatalf("cut-off stream ended with %v", *ended)
-		}
-	})
-	t.Run("a client that goes away closes the upstream", func(t *testing.T) {
-		released := false
-		var ended error
-		s := newSSEStream(strings.NewReader(events[0]), func() { released = true }, func() {}, func(err error) { ended = err })
-		s.Read(make([]byte, 4))
-		s.CloseWithError(errors.New("broken pipe"))
-		s.CloseWithError(nil) // a second close is a no-op
-		if !released || !errors.Is(ended, errClientGone) {
-			t.Fatalf("released %v, ended %v", released, ended)
-		}
-	})
 }

@@ -5,11 +5,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/config"
 )
 
 // TestOpenAINodeSDK runs the official OpenAI Node SDK (testdata/node)
@@ -40,35 +40,30 @@ func TestOpenAINodeSDK(t *testing.T) {
 	t.Logf("%s", out)
 }
 
-// startExampleProxy serves the example config, optionally with micro-batching, (auto router over mock
-// upstreams, local MiniLM int8) with the real router on a loopback port and
-// returns its base URL.
+// startExampleProxy serves the example config (an auto router over mock
+// upstreams, local MiniLM int8), optionally with micro-batching, with the
+// real router on a loopback port and returns its base URL.
 func startExampleProxy(tb testing.TB, microBatch bool) string {
 	tb.Helper()
-	models, _ := filepath.Abs("../../models")
-	if _, err := os.Stat(filepath.Join(models, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
-		tb.Fatalf("local model missing (%v); run scripts/setup.sh", err)
-	}
-	cfg, err := router.LoadConfig("../../cmd/autorouter/example/config.yaml", router.LoadOptions{})
+	cfg, err := config.Load("../../cmd/autorouter/example/config.yaml", config.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	if microBatch {
 		for i := range cfg.ModelList {
-			if cfg.ModelList[i].Params.Provider() == "local" {
-				cfg.ModelList[i].ModelInfo["micro_batch"] = true
+			if cfg.ModelList[i].Params.Provider() == config.ProviderLocal {
+				cfg.ModelList[i].ModelInfo.MicroBatch = true
 			}
 		}
 	}
-	set, err := router.New(context.Background(), cfg, router.Options{ModelsDir: models})
+	c, err := router.New(context.Background(), cfg, router.Options{ModelsDir: testModels(tb)})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := New(cfg, Options{})
-	if err != nil {
+	srv := New(Options{Limits: cfg.GeneralSettings.Limits})
+	if err := srv.SetClient(c); err != nil {
 		tb.Fatal(err)
 	}
-	srv.SetRouter(set, set)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -76,7 +71,7 @@ func startExampleProxy(tb testing.TB, microBatch bool) string {
 	go srv.Serve(ln)
 	tb.Cleanup(func() {
 		srv.Shutdown(context.Background())
-		set.Close()
+		c.Close()
 	})
 	return "http://" + ln.Addr().String()
 }

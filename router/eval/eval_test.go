@@ -1,20 +1,23 @@
-package router
+package eval
 
 import (
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/config"
 )
 
 func TestFitOutOfScopeWeight(t *testing.T) {
 	// Four in-scope rows of route a and one out-of-scope row scoring in
 	// their middle: catching it costs two of the four.
-	var ex []EvalExample
+	var ex []Example
 	for _, s := range []float32{0.60, 0.62, 0.64, 0.66} {
-		ex = append(ex, EvalExample{Scores: []RouteScore{{Route: "a", Score: s, Threshold: 0.5}}, Gold: "a"})
+		ex = append(ex, Example{Scores: []router.RouteScore{{Route: "a", Score: s, Threshold: 0.5}}, Gold: "a"})
 	}
-	ex = append(ex, EvalExample{Scores: []RouteScore{{Route: "a", Score: 0.63, Threshold: 0.5}}})
+	ex = append(ex, Example{Scores: []router.RouteScore{{Route: "a", Score: 0.63, Threshold: 0.5}}})
 	for _, tc := range []struct {
 		name           string
 		weight         float64
@@ -27,7 +30,7 @@ func TestFitOutOfScopeWeight(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, global := range []bool{true, false} {
-				th, r := FitThresholds(ex, []string{"a"}, FitOptions{GlobalOnly: global, OutOfScopeWeight: tc.weight})
+				th, r := Fit(ex, []string{"a"}, FitOptions{GlobalOnly: global, OutOfScopeWeight: tc.weight})
 				if r.InScopeAccuracy != tc.wantIn || r.OutOfScopeRecall != tc.wantOu {
 					t.Errorf("global=%v: threshold %v gives %.2f in-scope, %.2f out-of-scope; want %.2f, %.2f", global, th["a"], r.InScopeAccuracy, r.OutOfScopeRecall, tc.wantIn, tc.wantOu)
 				}
@@ -37,14 +40,14 @@ func TestFitOutOfScopeWeight(t *testing.T) {
 }
 
 func TestEvaluateAndFit(t *testing.T) {
-	rs := func(pairs ...any) []RouteScore {
-		var out []RouteScore
+	rs := func(pairs ...any) []router.RouteScore {
+		var out []router.RouteScore
 		for i := 0; i < len(pairs); i += 2 {
-			out = append(out, RouteScore{Route: pairs[i].(string), Score: float32(pairs[i+1].(float64)), Threshold: 0.5})
+			out = append(out, router.RouteScore{Route: pairs[i].(string), Score: float32(pairs[i+1].(float64)), Threshold: 0.5})
 		}
 		return out
 	}
-	ex := []EvalExample{
+	ex := []Example{
 		{rs("a", 0.9), "a"},
 		{rs("a", 0.45), "a"},            // misses a 0.5 threshold
 		{rs("b", 0.7, "a", 0.6), "b"},   // b first
@@ -62,11 +65,11 @@ func TestEvaluateAndFit(t *testing.T) {
 	if len(r.Confused) == 0 || r.Confused[0].Count != 1 {
 		t.Fatalf("confused %+v", r.Confused)
 	}
-	gth, global := FitThresholds(ex, []string{"a", "b"}, FitOptions{GlobalOnly: true})
+	gth, global := Fit(ex, []string{"a", "b"}, FitOptions{GlobalOnly: true})
 	if gth["a"] != gth["b"] || global.InScopeAccuracy+global.OutOfScopeRecall < r.InScopeAccuracy+r.OutOfScopeRecall {
 		t.Fatalf("global fit %v gave %+v", gth, global)
 	}
-	th, fit := FitThresholds(ex, []string{"a", "b"}, FitOptions{})
+	th, fit := Fit(ex, []string{"a", "b"}, FitOptions{})
 	// a at 0.45 catches the second example but also the 0.48 out-of-scope
 	// one; b above 0.6 drops the out-of-scope b and lets the confused
 	// example fall through to a (0.52).
@@ -80,13 +83,13 @@ func TestEvaluateAndFit(t *testing.T) {
 
 func TestWriteThresholdsKeepsFields(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "router.json")
-	src, _ := os.ReadFile("testdata/routerjson/litellm_docs_example.json")
+	src, _ := os.ReadFile("../config/testdata/routerjson/litellm_docs_example.json")
 	os.WriteFile(path, src, 0o644)
 	if err := WriteThresholds(path, map[string]float32{"litellm-gpt-4.1": 0.42}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(path)
-	rf, err := ParseRouterFile(path, data, nil)
+	rf, err := config.ParseRouter(path, data)
 	if err != nil {
 		t.Fatal(err)
 	}

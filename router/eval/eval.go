@@ -1,22 +1,31 @@
-package router
+// Package eval measures routing quality on labelled prompts (in-scope
+// accuracy, out-of-scope recall, per-route precision and recall) and fits
+// score thresholds to them. It is offline tooling for 'autorouter eval' and
+// the admin page; the serving path never imports it.
+package eval
 
 import (
 	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/config"
 )
 
-// EvalExample is one labelled prompt with every candidate route's score.
-type EvalExample struct {
-	Scores []RouteScore
+// Example is one labelled prompt with every candidate route's score.
+type Example struct {
+	Scores []router.RouteScore
 	// Gold is the route the prompt should go to; "" means no route should
 	// match and the default model should answer.
 	Gold string
 }
 
-// EvalReport summarises routing quality on labelled data.
-type EvalReport struct {
+// Report summarises routing quality on labelled data.
+type Report struct {
 	InScope, OutOfScope int
 	// InScopeAccuracy is the share of in-scope prompts sent to their route.
 	InScopeAccuracy float64
@@ -42,7 +51,7 @@ type Confusion struct {
 
 // predict applies the first-passing-route rule with the given thresholds
 // (nil: each score's own threshold).
-func predict(ex EvalExample, th map[string]float32) string {
+func predict(ex Example, th map[string]float32) string {
 	for _, s := range ex.Scores {
 		t, ok := th[s.Route]
 		if !ok {
@@ -56,8 +65,8 @@ func predict(ex EvalExample, th map[string]float32) string {
 }
 
 // Evaluate scores examples under thresholds (nil: the routes' own).
-func Evaluate(examples []EvalExample, thresholds map[string]float32) EvalReport {
-	r := EvalReport{PerRoute: map[string]RouteQuality{}}
+func Evaluate(examples []Example, thresholds map[string]float32) Report {
+	r := Report{PerRoute: map[string]RouteQuality{}}
 	correct, fellBack := 0, 0
 	predicted, support, hits := map[string]int{}, map[string]int{}, map[string]int{}
 	confused := map[[2]string]int{}
@@ -109,17 +118,17 @@ func Evaluate(examples []EvalExample, thresholds map[string]float32) EvalReport 
 	return r
 }
 
-// objective is what FitThresholds maximises: in-scope accuracy plus w
+// objective is what Fit maximises: in-scope accuracy plus w
 // times out-of-scope recall, so neither can be bought entirely with the
 // other. Data without out-of-scope rows reduces to accuracy.
-func objective(r EvalReport, w float64) float64 {
+func objective(r Report, w float64) float64 {
 	if r.OutOfScope == 0 {
 		return r.InScopeAccuracy
 	}
 	return r.InScopeAccuracy + w*r.OutOfScopeRecall
 }
 
-// FitOptions tunes FitThresholds.
+// FitOptions tunes Fit.
 type FitOptions struct {
 	// GlobalOnly keeps one threshold for every route. Per-route thresholds
 	// fit the data better but overfit when routes have few labelled rows.
@@ -134,11 +143,11 @@ type FitOptions struct {
 	OutOfScopeWeight float64
 }
 
-// FitThresholds searches thresholds on labelled examples: first the best
+// Fit searches thresholds on labelled examples: first the best
 // single threshold for every route, then (unless GlobalOnly) coordinate
 // ascent, one route at a time, over a grid of 0.01. It returns the
 // thresholds and the report they give on the same examples.
-func FitThresholds(examples []EvalExample, routes []string, opts FitOptions) (map[string]float32, EvalReport) {
+func Fit(examples []Example, routes []string, opts FitOptions) (map[string]float32, Report) {
 	th := make(map[string]float32, len(routes))
 	set := func(v float32) {
 		for _, r := range routes {
@@ -172,7 +181,7 @@ func FitThresholds(examples []EvalExample, routes []string, opts FitOptions) (ma
 		return th, Evaluate(examples, th)
 	}
 	// Only examples whose candidates include a route can change with it.
-	touches := map[string][]EvalExample{}
+	touches := map[string][]Example{}
 	for _, ex := range examples {
 		for _, s := range ex.Scores {
 			touches[s.Route] = append(touches[s.Route], ex)
@@ -215,7 +224,7 @@ func FitThresholds(examples []EvalExample, routes []string, opts FitOptions) (ma
 // localScore is the objective's share from examples: each in-scope hit
 // counts wIn and each out-of-scope fallback wOut, so that summing over a
 // subset ranks threshold changes as the whole objective would.
-func localScore(examples []EvalExample, th map[string]float32, wIn, wOut float64) float64 {
+func localScore(examples []Example, th map[string]float32, wIn, wOut float64) float64 {
 	var s float64
 	for _, ex := range examples {
 		if predict(ex, th) != ex.Gold {
@@ -237,7 +246,7 @@ func WriteThresholds(path string, th map[string]float32) error {
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
-	rf, err := ParseRouterFile(path, data, nil)
+	rf, err := config.ParseRouter(path, data)
 	if err != nil {
 		return err
 	}
@@ -251,7 +260,7 @@ func WriteThresholds(path string, th map[string]float32) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", path, err)
 	}
-	if err := writeFileAtomic(path, append(out, '\n')); err != nil {
+	if err := renameio.WriteFile(path, append(out, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil

@@ -1,0 +1,35 @@
+package proxy
+
+import (
+	"github.com/valyala/fasthttp"
+
+	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/upstream"
+)
+
+// route serves POST /route, the dry run: the full decision of an auto
+// router for a chat request, through the same decoding and routing as a
+// real request, and no upstream call.
+func (s *Server) route(ctx *fasthttp.RequestCtx, snap *router.Snapshot) {
+	rs := s.begin(ctx, snap, "/route", upstream.Chat)
+	if err := rs.body.Reset(ctx.PostBody()); err != nil {
+		rs.fail(bodyError(err))
+		return
+	}
+	rs.model = modelLabel(snap, rs.body.Model)
+	if !snap.IsRouter(rs.body.Model) {
+		rs.fail(badRequest("model", "model %q is not an auto router; /route only dry-runs auto routers (have: %v)", rs.body.Model, snap.Routers()))
+		return
+	}
+	dec, err := snap.RouteBody(rs.ctx, upstream.Chat, rs.body.Model, &rs.body)
+	if err != nil {
+		rs.fail(err)
+		return
+	}
+	rs.dec = dec
+	s.observeDecision(&dec)
+	writeJSON(ctx, 200, dec)
+	setRoutingHeaders(&ctx.Response.Header, &dec, nil)
+	rs.status = 200
+	rs.end()
+}

@@ -1,0 +1,253 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+)
+
+// Events reads server-sent events from an upstream stream, one whole event
+// at a time. Lines may end in LF, CRLF or a lone CR; each event comes out
+// with LF line endings and a blank line after it, so relaying it needs no
+// further framing. Lines and events are bounded: one larger than the limit
+// ends the stream with ErrEventTooLarge instead of growing a buffer.
+//
+// An Events is not safe for concurrent use.
+type Events struct {
+	r      *bufio.Reader
+	max    int
+	done   func(event []byte) bool
+	event  []byte // the event being assembled; returned by Next
+	skipLF bool   // the last line ended in CR; a following LF belongs to it
+	// first is an event read ahead (to learn that the stream started)
+	// that Next returns before reading more.
+	first   []byte
+	sawDone bool
+	err     error
+}
+
+// Errors ending a stream.
+var (
+	// ErrCutOff means the upstream ended the stream before its end marker
+	// (data: [DONE] for OpenAI's APIs).
+	ErrCutOff = errors.New("upstream: stream ended before its end marker (cut off)")
+	// ErrEventTooLarge means one event or line exceeded the size limit
+	// (general_settings.max_sse_event_bytes).
+	ErrEventTooLarge = errors.New("upstream: server-sent event larger than the limit (general_settings.max_sse_event_bytes)")
+)
+
+// NewEvents reads events from r. maxEvent bounds one event in bytes (and so
+// one line); done reports whether an event ends the stream.
+func NewEvents(r io.Reader, maxEvent int, done func(event []byte) bool) *Events {
+	if maxEvent <= 0 {
+		maxEvent = 4 << 20
+	}
+	return &Events{r: bufio.NewReaderSize(r, 16<<10), max: maxEvent, done: done}
+}
+
+// Next returns the next event, including comment-only events (keep-alive
+// pings). The slice is valid until the following call. After the end marker
+// and the end of the body it returns io.EOF; when the body ends without the
+// marker it returns ErrCutOff; other read errors are returned as they are.
+func (e *Events) Next() ([]byte, error) {
+	if e.first != nil {
+		ev := e.first
+		e.first = nil
+		return ev, nil
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	ev, err := e.read()
+	if err != nil {
+		e.err = err
+		return nil, err
+	}
+	return ev, nil
+}
+
+// Peek reads the first event ahead and keeps it for Next, so a caller can
+// learn that the stream has really started (and retry elsewhere if not)
+// before it commits to relaying it.
+func (e *Events) Peek() error {
+	if e.first != nil {
+		return nil
+	}
+	ev, err := e.Next()
+	if err != nil {
+		return err
+	}
+	e.first = append([]byte(nil), ev...)
+	return nil
+}
+
+// Done reports whether the end marker has been seen.
+func (e *Events) Done() bool { return e.sawDone }
+
+// Ready reports whether a whole event is already buffered, so that Next
+// will not wait on the upstream. It errs on the side of false.
+func (e *Events) Ready() bool {
+	if e.first != nil {
+		return true
+	}
+	if e.err != nil {
+		return false
+	}
+	b, _ := e.r.Peek(e.r.Buffered())
+	return bytes.Contains(b, lf2) || bytes.Contains(b, crlf2) || bytes.Contains(b, cr2)
+}
+
+var (
+	lf2   = []byte("\n\n")
+	crlf2 = []byte("\n\r\n")
+	cr2   = []byte("\r\r")
+)
+
+// read assembles one event from lines until a blank line ends it.
+func (e *Events) read() ([]byte, error) {
+	e.event = e.event[:0]
+	for {
+		start := len(e.event)
+		err := e.line()
+		line := e.event[start:]
+		switch {
+		case err == nil && len(line) == 0:
+			if start == 0 {
+				continue // blank lines between events
+			}
+			e.event = append(e.event, '\n')
+			if e.done != nil && e.done(e.event) {
+				e.sawDone = true
+			}
+			return e.event, nil
+		case err == nil:
+			e.event = append(e.event, '\n')
+			if len(e.event) > e.max {
+				return nil, ErrEventTooLarge
+			}
+			continue
+		}
+		if !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		// The body ended. A last event without its blank line still counts,
+		// as browsers' EventSource does not, but upstreams that close right
+		// after "data: [DONE]\n" are common.
+		if len(line) > 0 {
+			e.event = append(e.event, '\n')
+		}
+		if len(e.event) > 0 {
+			e.event = append(e.event, '\n')
+			if e.done != nil && e.done(e.event) {
+				e.sawDone = true
+			}
+			return e.event, nil
+		}
+		if e.sawDone || e.done == nil {
+			return nil, io.EOF
+		}
+		return nil, ErrCutOff
+	}
+}
+
+// line appends the next line, without its terminator, to e.event. It
+// returns io.EOF at the end of the body (with any unterminated line's bytes
+// appended) and ErrEventTooLarge past the limit.
+func (e *Events) line() error {
+	for {
+		buf, err := e.r.Peek(max(1, e.r.Buffered()))
+		if len(buf) == 0 {
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return err
+		}
+		if e.skipLF {
+			e.skipLF = false
+			if buf[0] == '\n' {
+				e.r.Discard(1)
+				continue
+			}
+		}
+		i := bytes.IndexAny(buf, "\r\n")
+		if i < 0 {
+			if len(e.event)+len(buf) > e.max {
+				return ErrEventTooLarge
+			}
+			e.event = append(e.event, buf...)
+			e.r.Discard(len(buf))
+			continue
+		}
+		if len(e.event)+i > e.max {
+			return ErrEventTooLarge
+		}
+		e.event = append(e.event, buf[:i]...)
+		e.skipLF = buf[i] == '\r'
+		e.r.Discard(i + 1)
+		return nil
+	}
+}
+
+// IsDataDone reports whether an event is OpenAI's end marker, data: [DONE].
+func IsDataDone(event []byte) bool {
+	for len(event) > 0 {
+		i := bytes.IndexByte(event, '\n')
+		if i < 0 {
+			i = len(event)
+		}
+		line := event[:i]
+		if v, ok := bytes.CutPrefix(line, []byte("data:")); ok && string(bytes.TrimSpace(v)) == "[DONE]" {
+			return true
+		}
+		event = event[min(i+1, len(event)):]
+	}
+	return false
+}
+
+// EventData returns the value of an event's data lines joined with LF, as
+// the SSE spec assembles them; ok is false for an event without data.
+func EventData(dst, event []byte) (data []byte, ok bool) {
+	for len(event) > 0 {
+		i := bytes.IndexByte(event, '\n')
+		if i < 0 {
+			i = len(event)
+		}
+		line := event[:i]
+		event = event[min(i+1, len(event)):]
+		v, found := bytes.CutPrefix(line, []byte("data:"))
+		if !found {
+			if string(line) == "data" {
+				v, found = nil, true
+			} else {
+				continue
+			}
+		}
+		if len(v) > 0 && v[0] == ' ' {
+			v = v[1:]
+		}
+		if ok {
+			dst = append(dst, '\n')
+		}
+		dst = append(dst, v...)
+		ok = true
+	}
+	return dst, ok
+}
+
+// EventType returns the value of an event's event: line ("" for none,
+// which the SSE spec calls "message").
+func EventType(event []byte) []byte {
+	for len(event) > 0 {
+		i := bytes.IndexByte(event, '\n')
+		if i < 0 {
+			i = len(event)
+		}
+		line := event[:i]
+		event = event[min(i+1, len(event)):]
+		if v, ok := bytes.CutPrefix(line, []byte("event:")); ok {
+			return bytes.TrimSpace(v)
+		}
+	}
+	return nil
+}
