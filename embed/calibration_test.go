@@ -16,11 +16,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/autorouter/autorouter/embed/bertgraph"
+	"github.com/autorouter/autorouter/embed/modelbuild"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-var updateCalibration = flag.Bool("update-calibration", false, "rewrite embed/bertgraph/"+bertgraph.CalibrationFile+" from the fp32 graph")
+var updateCalibration = flag.Bool("update-calibration", false, "rewrite embed/modelbuild/"+modelbuild.CalibrationFile+" from the fp32 graph")
 
 // TestCalibrationStats measures the activation statistics the int8 graph is
 // smoothed with and checks them against the committed ones, which the model
@@ -32,15 +32,15 @@ func TestCalibrationStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(root, "embed", "bertgraph", bertgraph.CalibrationFile)
+	path := filepath.Join(root, "embed", "modelbuild", modelbuild.CalibrationFile)
 	if *updateCalibration {
 		if err := os.WriteFile(path, encodeCalibration(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("wrote %s; bump bertgraph.BuilderVersion so that models rebuild", path)
+		t.Logf("wrote %s; bump modelbuild.BuilderVersion so that models rebuild", path)
 		return
 	}
-	want, err := bertgraph.EmbeddedCalibration()
+	want, err := modelbuild.EmbeddedCalibration()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,9 +66,9 @@ func TestCalibrationStats(t *testing.T) {
 
 // measureCalibration runs the fp32 graph with taps on the calibration
 // sentences, one at a time so that no padding enters the statistics.
-func measureCalibration(t *testing.T, root, src string) (bertgraph.Calibration, error) {
-	var cal bertgraph.Calibration
-	cfg, err := bertgraph.ReadConfig(filepath.Join(src, "config.json"))
+func measureCalibration(t *testing.T, root, src string) (modelbuild.Calibration, error) {
+	var cal modelbuild.Calibration
+	cfg, err := modelbuild.ReadConfig(filepath.Join(src, "config.json"))
 	if err != nil {
 		return cal, err
 	}
@@ -79,11 +79,11 @@ func measureCalibration(t *testing.T, root, src string) (bertgraph.Calibration, 
 	}
 	sum := sha256.Sum256(raw)
 	cal.Source = hex.EncodeToString(sum[:])
-	tensors, err := bertgraph.ReadSafetensors(weightsPath)
+	tensors, err := modelbuild.ReadSafetensors(weightsPath)
 	if err != nil {
 		return cal, err
 	}
-	graph, err := bertgraph.BuildGraph(cfg, tensors, weightsPath, bertgraph.GraphOptions{Taps: true})
+	graph, err := modelbuild.BuildGraph(cfg, tensors, weightsPath, modelbuild.GraphOptions{Taps: true})
 	if err != nil {
 		return cal, err
 	}
@@ -99,7 +99,7 @@ func measureCalibration(t *testing.T, root, src string) (bertgraph.Calibration, 
 		return cal, err
 	}
 	defer releaseRuntime()
-	keys, channels := bertgraph.ActivationPoints(cfg)
+	keys, channels := modelbuild.ActivationPoints(cfg)
 	session, err := ort.NewDynamicAdvancedSession(modelPath, []string{"input_ids", "attention_mask", "token_type_ids"}, keys, nil)
 	if err != nil {
 		return cal, fmt.Errorf("creating session: %w", err)
@@ -109,7 +109,7 @@ func measureCalibration(t *testing.T, root, src string) (bertgraph.Calibration, 
 	for i, key := range keys {
 		cal.MaxAbs[key] = make([]float32, channels[i])
 	}
-	sentences, err := readLines(filepath.Join(root, "embed", "bertgraph", "calibration", "sentences.txt"))
+	sentences, err := readLines(filepath.Join(root, "embed", "modelbuild", "calibration", "sentences.txt"))
 	if err != nil {
 		return cal, err
 	}
@@ -155,7 +155,7 @@ func measureCalibration(t *testing.T, root, src string) (bertgraph.Calibration, 
 }
 
 // encodeCalibration writes one input per line, for readable diffs.
-func encodeCalibration(c bertgraph.Calibration) []byte {
+func encodeCalibration(c modelbuild.Calibration) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "{\n  \"source_sha256\": %q,\n  \"max_abs\": {\n", c.Source)
 	keys := make([]string, 0, len(c.MaxAbs))

@@ -110,7 +110,7 @@ func (t *Tokenizer) MaxLen() int { return t.maxLen }
 // EncodeInto appends the ids of text to dst and returns it: [CLS], the
 // WordPiece ids of the normalised text (at most MaxLen()-2 of them), [SEP].
 func (t *Tokenizer) EncodeInto(dst []int64, text string) ([]int64, error) {
-	text = t.normalize(clipWords(text, t.maxLen))
+	text = t.normalize(t.clipWords(text, t.maxLen))
 	dst = append(dst, t.cls)
 	limit := len(dst) + t.maxLen - 2
 	bp := t.pool.Get().(*[]byte)
@@ -189,23 +189,32 @@ func isPunct(r rune) bool {
 	return unicode.IsPunct(r)
 }
 
-// clipWords cuts text at the whitespace after its first maxTokens words.
-// Every whitespace-separated word yields at least one token and a word's
-// pieces depend only on that word, so the first maxTokens tokens are
-// unchanged, while a 10,000-word input costs no more than a short one.
-func clipWords(text string, maxTokens int) string {
-	words, inWord := 0, false
+// clipWords cuts text at the whitespace after its first maxTokens words,
+// so that a 10,000-word input costs no more than a short one. Only words
+// that keep a rune through normalisation count: each of those yields at
+// least one token and a word's pieces depend only on that word, so the
+// first maxTokens tokens are unchanged. A word of runes that normalise to
+// nothing (zero-width spaces, lone combining marks, invalid UTF-8) yields
+// no token, and counting it would let a prompt padded with them embed as
+// [CLS] [SEP] and dodge routing. Separators are judged as normalize does:
+// control characters such as \v are removed there, not split on.
+func (t *Tokenizer) clipWords(text string, maxTokens int) string {
+	words, inWord, counted := 0, false, false
 	for i, r := range text {
-		if unicode.IsSpace(r) {
-			if inWord && words >= maxTokens {
+		if t.norm.cleanText && (r == 0 || r == utf8.RuneError || isControl(r)) {
+			continue // removed: neither a separator nor a token
+		}
+		if isWhitespace(r) {
+			if inWord && counted && words >= maxTokens {
 				return text[:i]
 			}
-			inWord = false
+			inWord, counted = false, false
 			continue
 		}
-		if !inWord {
+		inWord = true
+		if !counted && !(t.norm.stripAccents && unicode.Is(unicode.Mn, r)) {
+			counted = true
 			words++
-			inWord = true
 		}
 	}
 	return text

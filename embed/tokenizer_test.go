@@ -179,3 +179,25 @@ func TestEncodeAllocs(t *testing.T) {
 		t.Fatalf("EncodeInto allocates %v times per call, want at most 3 (normalised string copies)", a)
 	}
 }
+
+// TestEncodeIgnoresVanishingWords: words that normalise to nothing (zero
+// width spaces, lone combining marks, invalid UTF-8) and removed control
+// separators must not use up the length budget, or a prompt prefixed with
+// enough of them embeds as [CLS] [SEP] and dodges routing.
+func TestEncodeIgnoresVanishingWords(t *testing.T) {
+	tk := loadTestTokenizer(t, 32)
+	prompt := "write a python function that reverses a linked list"
+	want, _ := tk.EncodeInto(nil, prompt)
+	for name, pad := range map[string]string{
+		"zero-width spaces": "\u200b ",
+		"combining marks":   "\u0301 ",
+		"invalid UTF-8":     "\xff ",
+		"replacement char":  "\ufffd ",
+		"vertical tabs":     "\v",
+	} {
+		got, _ := tk.EncodeInto(nil, strings.Repeat(pad, 500)+prompt)
+		if !equalIDs(got, want) {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/autorouter/autorouter/embed/bertgraph"
+	"github.com/autorouter/autorouter/embed/modelbuild"
 )
 
 func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -23,7 +23,7 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		_, err := bertgraph.Build(ctx, bertgraph.Options{SrcDir: *src, OutDir: *out, Force: *force, Progress: stderr})
+		_, err := modelbuild.Build(ctx, modelbuild.Options{SrcDir: *src, OutDir: *out, Force: *force, Progress: stderr})
 		if err != nil {
 			return fmt.Errorf("model build: %w", err)
 		}
@@ -35,7 +35,7 @@ func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		m, err := bertgraph.Verify(*dir)
+		m, err := modelbuild.Verify(*dir)
 		if err != nil {
 			return fmt.Errorf("model verify: %w", err)
 		}

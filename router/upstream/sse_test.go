@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strings"
@@ -127,4 +128,31 @@ func TestEventData(t *testing.T) {
 	if string(EventType([]byte("event: message_stop\ndata: {}\n\n"))) != "message_stop" {
 		t.Error("EventType")
 	}
+}
+
+// FuzzEvents feeds arbitrary bytes to the SSE reader: it must end (EOF,
+// cut-off or too-large), never return an event over the limit, and always
+// frame events with LF line endings and a blank line.
+func FuzzEvents(f *testing.F) {
+	for _, s := range []string{"data: {}\n\ndata: [DONE]\n\n", "data: a\r\rdata: [DONE]\r\r", "event: x\r\ndata: y\r\n\r\n", ":\n\n", "data", "\r\n\r\n\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		e := NewEvents(bytes.NewReader(in), 256, IsDataDone)
+		for i := 0; ; i++ {
+			if i > len(in)+1 {
+				t.Fatal("more events than input bytes")
+			}
+			ev, err := e.Next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, ErrCutOff) && !errors.Is(err, ErrEventTooLarge) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if len(ev) > 256+2 || !bytes.HasSuffix(ev, []byte("\n\n")) || bytes.IndexByte(ev, '\r') >= 0 {
+				t.Fatalf("bad event %q", ev)
+			}
+		}
+	})
 }

@@ -1,7 +1,4 @@
-// Package bertgraph builds a standard BERT encoder ONNX graph (fp32, plus a
-// dynamically quantised int8 variant) from a Hugging Face config.json and
-// safetensors weights, so that setup needs neither Python nor a model hub.
-package bertgraph
+package modelbuild
 
 import (
 	"encoding/binary"

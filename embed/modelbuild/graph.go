@@ -1,4 +1,4 @@
-package bertgraph
+package modelbuild
 
 import (
 	"encoding/json"
