@@ -11,8 +11,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
+	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -60,8 +62,11 @@ type ONNX struct {
 	ready   chan struct{}
 	openErr error
 
-	// bufs holds *onnxBuffers; each Embed call takes one for its lifetime.
-	bufs sync.Pool
+	// bufs is a free list of *onnxBuffers; each Embed call takes one for
+	// its lifetime. It is a bounded channel, not a sync.Pool, because the
+	// buffers hold ONNX Runtime tensors that must be destroyed, not left
+	// to the garbage collector.
+	bufs chan *onnxBuffers
 
 	closeOnce sync.Once
 }
@@ -79,6 +84,56 @@ type onnxBuffers struct {
 	order            []int // text indices sorted by token count
 	cost             []int // planRuns scratch
 	cuts             []int // run boundaries in order
+	// tensors are ONNX Runtime tensors over ids, mask, types and out, by
+	// batch shape, so that a run of a shape seen before creates none
+	// (about ten allocations a run otherwise).
+	tensors map[[2]int]*runTensors
+}
+
+// runTensors are the input and output tensors of one batch shape, over
+// the buffers' memory as it was when they were made.
+type runTensors struct {
+	in   [3]ort.Value
+	nIn  int
+	out  ort.Value
+	data [4]unsafe.Pointer // the buffers' backing arrays they wrap
+}
+
+func (t *runTensors) destroy() {
+	for _, v := range t.in[:t.nIn] {
+		v.Destroy()
+	}
+	t.out.Destroy()
+}
+
+// destroy frees every cached tensor.
+func (b *onnxBuffers) destroy() {
+	for k, t := range b.tensors {
+		t.destroy()
+		delete(b.tensors, k)
+	}
+}
+
+// maxCachedShapes bounds the tensors one buffer set keeps.
+const maxCachedShapes = 512
+
+// getBufs takes a buffer set from the free list, or makes one.
+func (e *ONNX) getBufs() *onnxBuffers {
+	select {
+	case b := <-e.bufs:
+		return b
+	default:
+		return new(onnxBuffers)
+	}
+}
+
+// putBufs gives a buffer set back, destroying it when the list is full.
+func (e *ONNX) putBufs(b *onnxBuffers) {
+	select {
+	case e.bufs <- b:
+	default:
+		b.destroy()
+	}
 }
 
 // NewONNX loads the tokenizer and model in opts.ModelDir and starts an ONNX
@@ -122,7 +177,7 @@ func NewONNX(opts ONNXOptions) (*ONNX, error) {
 		return nil, fmt.Errorf("onnx encoder: %w", err)
 	}
 	e.modelID = id
-	e.bufs.New = func() any { return new(onnxBuffers) }
+	e.bufs = make(chan *onnxBuffers, 2*runtime.GOMAXPROCS(0)+2)
 	// Creating the session takes most of a start with cached utterances
 	// (0.4 s for the int8 MiniLM); the caller loads its cache and builds
 	// its index meanwhile, and Ready or the first run waits for it.
@@ -266,8 +321,8 @@ func (e *ONNX) Embed(ctx context.Context, texts []string, dst []float32) error {
 	if len(dst) != len(texts)*e.dim {
 		return fmt.Errorf("onnx encoder: dst has %d floats, want %d (%d texts × %d)", len(dst), len(texts)*e.dim, len(texts), e.dim)
 	}
-	b := e.bufs.Get().(*onnxBuffers)
-	defer e.bufs.Put(b)
+	b := e.getBufs()
+	defer e.putBufs(b)
 	b.tokens, b.offsets, b.order = b.tokens[:0], append(b.offsets[:0], 0), b.order[:0]
 	for i, t := range texts {
 		var err error
@@ -350,7 +405,7 @@ func (e *ONNX) embedBatch(b *onnxBuffers, idx []int, dst []float32) error {
 		outLen = n * e.dim
 	}
 	b.out = grow(b.out, outLen)
-	if err := e.run(b.ids, b.mask, b.types, n, seq, b.out); err != nil {
+	if err := e.runCached(b, n, seq, outLen); err != nil {
 		return err
 	}
 	if e.pooled {
@@ -378,6 +433,70 @@ func (e *ONNX) embedBatch(b *onnxBuffers, idx []int, dst []float32) error {
 		normalizeInto(v, v)
 	}
 	return nil
+}
+
+// runCached runs one inference on the padded [n, seq] inputs in b, with
+// tensors made once per shape and buffer memory.
+func (e *ONNX) runCached(b *onnxBuffers, n, seq, outLen int) error {
+	<-e.ready
+	if e.openErr != nil {
+		return e.openErr
+	}
+	data := [4]unsafe.Pointer{unsafe.Pointer(unsafe.SliceData(b.ids)), unsafe.Pointer(unsafe.SliceData(b.mask)),
+		unsafe.Pointer(unsafe.SliceData(b.types)), unsafe.Pointer(unsafe.SliceData(b.out))}
+	key := [2]int{n, seq}
+	t := b.tensors[key]
+	if t != nil && t.data != data {
+		// A buffer grew since: these tensors wrap its old memory.
+		b.destroy()
+		t = nil
+	}
+	if t == nil {
+		if len(b.tensors) >= maxCachedShapes {
+			b.destroy()
+		}
+		var err error
+		if t, err = e.newRunTensors(b, n, seq, outLen); err != nil {
+			return err
+		}
+		t.data = data
+		if b.tensors == nil {
+			b.tensors = map[[2]int]*runTensors{}
+		}
+		b.tensors[key] = t
+	}
+	if err := e.session.Run(t.in[:t.nIn], []ort.Value{t.out}); err != nil {
+		return fmt.Errorf("onnx encoder: running %s: %w", filepath.Base(e.modelPath), err)
+	}
+	return nil
+}
+
+func (e *ONNX) newRunTensors(b *onnxBuffers, n, seq, outLen int) (*runTensors, error) {
+	t := &runTensors{}
+	shape := ort.NewShape(int64(n), int64(seq))
+	for _, d := range [][]int64{b.ids, b.mask, b.types} {
+		if t.nIn == 2 && !e.typeIDs {
+			break
+		}
+		v, err := ort.NewTensor(shape, d[:n*seq])
+		if err != nil {
+			destroyAll(t.in[:t.nIn])
+			return nil, fmt.Errorf("onnx encoder: creating input tensor: %w", err)
+		}
+		t.in[t.nIn] = v
+		t.nIn++
+	}
+	outShape := ort.NewShape(int64(n), int64(seq), int64(e.dim))
+	if e.pooled {
+		outShape = ort.NewShape(int64(n), int64(e.dim))
+	}
+	ot, err := ort.NewTensor(outShape, b.out[:outLen])
+	if err != nil {
+		destroyAll(t.in[:t.nIn])
+		return nil, fmt.Errorf("onnx encoder: creating output tensor: %w", err)
+	}
+	t.out = ot
+	return t, nil
 }
 
 // run executes one inference on padded [n, seq] inputs, writing the output
@@ -429,6 +548,15 @@ func (e *ONNX) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
 		<-e.ready // the session may still be on its way
+		for {
+			select {
+			case b := <-e.bufs:
+				b.destroy()
+				continue
+			default:
+			}
+			break
+		}
 		if e.session != nil {
 			err = e.session.Destroy()
 		}
@@ -467,8 +595,8 @@ func grow[T any](s []T, n int) []T {
 // CountTokens is how many tokens text costs one run, [CLS] and [SEP]
 // included, after truncation to the model's length.
 func (e *ONNX) CountTokens(text string) int {
-	b := e.bufs.Get().(*onnxBuffers)
-	defer e.bufs.Put(b)
+	b := e.getBufs()
+	defer e.putBufs(b)
 	var err error
 	if b.tokens, err = e.tok.EncodeInto(b.tokens[:0], text); err != nil {
 		return e.tok.MaxLen()

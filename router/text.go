@@ -32,12 +32,11 @@ func RoutingText(msgs []openai.Message, window, maxChars int) (text string, ok b
 func bodyRoutingText(b *openai.Body, window, maxChars int) (string, bool) {
 	var u userTurns
 	u.init(window)
-	b.EachMessage(func(role, content []byte) bool {
+	for role, content := range b.Messages() {
 		if string(role) == "user" {
 			u.add(content)
 		}
-		return true
-	})
+	}
 	return u.text(maxChars)
 }
 

@@ -110,6 +110,13 @@ func (b *Body) Reset(body []byte) error {
 	return nil
 }
 
+// Clear drops the body's reference to the bytes it parsed, keeping its
+// memory for the next Reset.
+func (b *Body) Clear() {
+	clear(b.fields)
+	*b = Body{fields: b.fields[:0]}
+}
+
 // note records a field autorouter reads, marking earlier duplicates.
 func (b *Body) note(name []byte, idx int) error {
 	var p *int
@@ -230,6 +237,14 @@ func (b *Body) EachMessage(f func(role, content []byte) bool) bool {
 		}
 	}
 	return true
+}
+
+// Messages yields the role and raw content of each element of "messages",
+// as EachMessage does, for a range loop.
+func (b *Body) Messages() iter.Seq2[[]byte, []byte] {
+	return func(yield func(role, content []byte) bool) {
+		b.EachMessage(yield)
+	}
 }
 
 // Elements yields each element of the JSON array v (valid JSON).

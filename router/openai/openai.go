@@ -45,10 +45,7 @@ func ContentText(raw json.RawMessage) string {
 	}
 	switch raw[0] {
 	case '"':
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return s
-		}
+		return unquote(raw)
 	case '[':
 		var parts []struct {
 			Type string `json:"type"`

@@ -46,7 +46,14 @@ type reqState struct {
 
 // begin starts a request's state and counts it in flight.
 func (s *Server) begin(ctx *fasthttp.RequestCtx, snap *router.Snapshot, endpoint string, api upstream.API) *reqState {
-	rs := &reqState{s: s, id: s.reqID.Add(1), start: time.Now(), endpoint: endpoint, api: api, fctx: ctx, snap: snap, model: "none"}
+	rs, _ := s.reqs.Get().(*reqState)
+	if rs == nil {
+		rs = new(reqState)
+	}
+	// Keep the body's and the relay's memory; reset everything else.
+	body, buf := rs.body, rs.buf[:0]
+	*rs = reqState{s: s, id: s.reqID.Add(1), start: time.Now(), endpoint: endpoint, api: api, fctx: ctx, snap: snap, model: "none",
+		body: body, buf: buf}
 	rs.ctx, rs.cancel = context.WithCancelCause(context.Background())
 	if tc, ok := ctx.Conn().(*trackedConn); ok {
 		rs.conn = tc
@@ -70,10 +77,12 @@ func (rs *reqState) end() {
 	s := rs.s
 	s.gone.unwatch(rs)
 	cause := context.Cause(rs.ctx)
-	rs.cancel(nil)
+	// Close the answer before ending the context, so that a complete
+	// answer's connection goes back to the pool.
 	if rs.resp != nil {
 		rs.resp.Close()
 	}
+	rs.cancel(nil)
 	if rs.conn != nil {
 		rs.conn.leave()
 	}
@@ -111,6 +120,11 @@ func (rs *reqState) end() {
 	s.logger.LogAttrs(context.Background(), level, "request", attrs...)
 	rs.snap.Release()
 	rs.snap = nil
+	// Nothing holds rs any more: the watcher and the stream registry have
+	// let go, and fasthttp reads a body stream no further once closed.
+	rs.fctx, rs.resp, rs.conn, rs.err, rs.out = nil, nil, nil, nil, nil
+	rs.body.Clear()
+	s.reqs.Put(rs)
 }
 
 // fail writes err as the request's answer and ends it.
@@ -169,7 +183,7 @@ func (rs *reqState) respond(resp *upstream.Response) {
 	case resp.ContentLength >= 0 && resp.ContentLength <= inlineBody:
 		// Small answers are copied whole, so that an upstream failing in
 		// the middle still gets the client a clean 502.
-		if _, err := io.Copy(ctx.Response.BodyWriter(), resp.Body); err != nil {
+		if err := rs.s.copyBody(ctx, resp.Body); err != nil {
 			ctx.Response.ResetBody()
 			rs.fail(err)
 			return
@@ -177,6 +191,23 @@ func (rs *reqState) respond(resp *upstream.Response) {
 		rs.end()
 	default:
 		rs.stream(passthrough{rs}, int(resp.ContentLength))
+	}
+}
+
+// copyBody appends all of r to the response body through a pooled buffer
+// (io.Copy would allocate 32 KiB a request).
+func (s *Server) copyBody(ctx *fasthttp.RequestCtx, r io.Reader) error {
+	bp := s.copyBufs.Get().(*[]byte)
+	defer s.copyBufs.Put(bp)
+	for {
+		n, err := r.Read(*bp)
+		ctx.Response.AppendBody((*bp)[:n])
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 }
 

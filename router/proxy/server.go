@@ -64,6 +64,10 @@ type Server struct {
 	streams   map[*reqState]struct{}
 	streamsWG sync.WaitGroup
 	listeners []*limitListener
+	// reqs holds *reqState, reused across requests; copyBufs holds
+	// *[]byte copy buffers. Both are taken and given back within one request.
+	reqs     sync.Pool
+	copyBufs sync.Pool
 }
 
 // New builds a server.
@@ -76,6 +80,7 @@ func New(opts Options) *Server {
 	s := &Server{logger: logger, limits: lim, started: time.Now(), gone: newGoneWatcher(),
 		embedSlots: make(chan struct{}, lim.MaxConcurrentEmbeddings), streams: map[*reqState]struct{}{}}
 	s.metrics = newMetrics(s.current)
+	s.copyBufs.New = func() any { b := make([]byte, 16<<10); return &b }
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,
 		Name:                  "autorouter",

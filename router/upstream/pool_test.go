@@ -432,3 +432,21 @@ func TestMockStreams(t *testing.T) {
 		t.Fatalf("streamed %q", text.String())
 	}
 }
+
+// TestCancelAfterAnswerKeepsPoolHealthy: a context cancelled after its
+// answer was read, but before the answer was closed, must not leave a
+// connection with a deadline in the past in the pool for the next request.
+func TestCancelAfterAnswerKeepsPoolHealthy(t *testing.T) {
+	up := newFake(t, func(w http.ResponseWriter, r *http.Request, n int64) { okChat(w, "gpt-4o") })
+	p := newPool(t, chatConfig(up.URL, "router_settings:\n  num_retries: 0\n"))
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		resp, err := p.Do(ctx, "gpt", chatRequest(t, false))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.ReadAll(resp.Body)
+		cancel()
+		resp.Close()
+	}
+}

@@ -337,9 +337,7 @@ func (b *Body) Close() error {
 		return nil
 	}
 	b.closed = true
-	if b.stop != nil {
-		b.stop()
-	}
+	b.stopWatch()
 	if b.reading {
 		_ = b.conn.SetDeadline(time.Unix(1, 0))
 		return nil
@@ -348,14 +346,22 @@ func (b *Body) Close() error {
 	return nil
 }
 
+// stopWatch ends the context watch. When the context has already ended,
+// its callback may still be about to force the connection's deadline into
+// the past, so the connection must not go back to the pool.
+func (b *Body) stopWatch() {
+	if b.stop != nil && !b.stop() {
+		b.cancelled.Store(true)
+	}
+	b.stop = nil
+}
+
 // discard drops a body whose exchange failed.
 func (b *Body) discard() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
-	if b.stop != nil {
-		b.stop()
-	}
+	b.stopWatch()
 	b.eof = false
 	b.releaseLocked()
 }
