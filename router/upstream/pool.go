@@ -116,12 +116,17 @@ func (r *Response) Close() error {
 		r.release()
 		r.release = nil
 	}
+	var err error
 	if r.closer != nil {
 		c := r.closer
 		r.closer = nil
-		return c.Close()
+		err = c.Close()
 	}
-	return nil
+	if r.Events != nil {
+		r.Events.release()
+		r.Events = nil
+	}
+	return err
 }
 
 // Deployment is one model_list entry requests can be sent to.
@@ -577,8 +582,9 @@ func (p *Pool) answer(d *Deployment, req *Request, body *Body) (*Response, error
 	}
 	ct := body.Header(fasthttp.HeaderContentType)
 	if req.Stream && bytes.HasPrefix([]byte(ct), []byte("text/event-stream")) {
-		ev := NewEvents(body, p.maxEvent, req.API.streamDone)
+		ev := newEvents(&p.t.events, body, p.maxEvent, req.API.streamDone)
 		if err := ev.Peek(); err != nil {
+			ev.release()
 			// Nothing reached the client yet: this attempt can be retried.
 			return nil, fmt.Errorf("deployment %s: stream failed before its first event: %w", d.ID, err)
 		}

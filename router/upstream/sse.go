@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 )
 
 // Events reads server-sent events from an upstream stream, one whole event
@@ -20,11 +21,12 @@ type Events struct {
 	done   func(event []byte) bool
 	event  []byte // the event being assembled; returned by Next
 	skipLF bool   // the last line ended in CR; a following LF belongs to it
-	// first is an event read ahead (to learn that the stream started)
-	// that Next returns before reading more.
-	first   []byte
+	// peeked is set when event holds an event read ahead (to learn that
+	// the stream started) that Next returns before reading more.
+	peeked  bool
 	sawDone bool
 	err     error
+	pool    *sync.Pool
 }
 
 // Errors ending a stream.
@@ -40,10 +42,41 @@ var (
 // NewEvents reads events from r. maxEvent bounds one event in bytes (and so
 // one line); done reports whether an event ends the stream.
 func NewEvents(r io.Reader, maxEvent int, done func(event []byte) bool) *Events {
+	return newEvents(nil, r, maxEvent, done)
+}
+
+// newEvents is NewEvents reusing pooled memory when pool is set; release
+// gives it back.
+func newEvents(pool *sync.Pool, r io.Reader, maxEvent int, done func(event []byte) bool) *Events {
 	if maxEvent <= 0 {
 		maxEvent = 4 << 20
 	}
-	return &Events{r: bufio.NewReaderSize(r, 16<<10), max: maxEvent, done: done}
+	var e *Events
+	if pool != nil {
+		e, _ = pool.Get().(*Events)
+	}
+	if e == nil {
+		e = &Events{r: bufio.NewReaderSize(r, 16<<10)}
+	} else {
+		e.r.Reset(r)
+	}
+	e.max, e.done, e.pool = maxEvent, done, pool
+	return e
+}
+
+// release resets e and gives it back to its pool. e must not be used
+// afterwards.
+func (e *Events) release() {
+	if e.pool == nil {
+		return
+	}
+	e.r.Reset(nil)
+	if cap(e.event) > 64<<10 {
+		e.event = nil // do not keep one huge event's memory around
+	}
+	pool := e.pool
+	*e = Events{r: e.r, event: e.event[:0]}
+	pool.Put(e)
 }
 
 // Next returns the next event, including comment-only events (keep-alive
@@ -51,10 +84,9 @@ func NewEvents(r io.Reader, maxEvent int, done func(event []byte) bool) *Events 
 // and the end of the body it returns io.EOF; when the body ends without the
 // marker it returns ErrCutOff; other read errors are returned as they are.
 func (e *Events) Next() ([]byte, error) {
-	if e.first != nil {
-		ev := e.first
-		e.first = nil
-		return ev, nil
+	if e.peeked {
+		e.peeked = false
+		return e.event, nil
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -71,14 +103,13 @@ func (e *Events) Next() ([]byte, error) {
 // learn that the stream has really started (and retry elsewhere if not)
 // before it commits to relaying it.
 func (e *Events) Peek() error {
-	if e.first != nil {
+	if e.peeked {
 		return nil
 	}
-	ev, err := e.Next()
-	if err != nil {
+	if _, err := e.Next(); err != nil {
 		return err
 	}
-	e.first = append([]byte(nil), ev...)
+	e.peeked = true
 	return nil
 }
 
@@ -88,7 +119,7 @@ func (e *Events) Done() bool { return e.sawDone }
 // Ready reports whether a whole event is already buffered, so that Next
 // will not wait on the upstream. It errs on the side of false.
 func (e *Events) Ready() bool {
-	if e.first != nil {
+	if e.peeked {
 		return true
 	}
 	if e.err != nil {

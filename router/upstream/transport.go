@@ -31,6 +31,9 @@ type Transports struct {
 	hosts map[string]*fasthttp.HostClient
 	// maxConns bounds connections to one host.
 	maxConns int
+	// events holds *Events, their read buffers and event memory, reused
+	// across streams.
+	events sync.Pool
 }
 
 // NewTransports returns an empty set of connection pools.
@@ -200,10 +203,12 @@ type Body struct {
 	status int
 	stop   func() bool
 	idle   time.Duration
-	max    int
-	read   int
-	left   int64 // Content-Length still to come; -1 when not known
-	eof    bool
+	// deadlineSet is when the stream's read deadline was last moved.
+	deadlineSet time.Time
+	max         int
+	read        int
+	left        int64 // Content-Length still to come; -1 when not known
+	eof         bool
 	// cancelled is set (before the connection's deadline is forced into
 	// the past) when the context ends, so that a deadline refreshed for
 	// the next read cannot undo the cancellation.
@@ -297,7 +302,12 @@ func (b *Body) readLocked(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if b.idle > 0 {
-		_ = b.conn.SetReadDeadline(time.Now().Add(b.idle))
+		// Moving the deadline costs a timer update; doing it at most every
+		// idle/16 stretches the bound by that much at most.
+		if now := time.Now(); now.Sub(b.deadlineSet) > b.idle/16 {
+			_ = b.conn.SetReadDeadline(now.Add(b.idle))
+			b.deadlineSet = now
+		}
 		if b.cancelled.Load() {
 			return 0, b.ioError("reading the answer", context.Canceled)
 		}
