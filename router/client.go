@@ -52,6 +52,10 @@ type Options struct {
 	// Cooldowns is the deployments' health; several Clients (or replicas,
 	// through upstream.Shared) may share one. nil makes a new one.
 	Cooldowns *upstream.Cooldowns
+	// Extra, when set, returns deployments added to the model_list of the
+	// config file at every Reload: the models stored through the
+	// management API.
+	Extra func() []config.Deployment
 }
 
 // Client routes and completes requests. It holds one Snapshot of its config
@@ -240,24 +244,74 @@ func (c *Client) Seq() uint64 { return c.cur.Load().seq }
 // and swaps it in. On any error the current generation stays in place and
 // the error says why. cfg must not be changed afterwards.
 func (c *Client) Apply(ctx context.Context, cfg *config.Config) error {
+	st, err := c.Stage(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return st.Commit()
+}
+
+// Staged is a generation built and not yet in service: Commit swaps it
+// in, Discard drops it. A caller that must record a change elsewhere (a
+// database) before it goes live stages first, records, then commits.
+type Staged struct {
+	c    *Client
+	s    *Snapshot
+	done bool
+}
+
+// Stage prepares and validates cfg and builds its generation, as Apply
+// does, without swapping it in.
+func (c *Client) Stage(ctx context.Context, cfg *config.Config) (*Staged, error) {
 	if err := cfg.Prepare(config.Options{LookupEnv: c.opts.LookupEnv, Logger: c.logger}); err != nil {
 		if cfg.Path != "" {
-			return fmt.Errorf("%s: %w", cfg.Path, err)
+			return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 		}
-		return err
+		return nil, err
 	}
 	c.applyMu.Lock()
 	defer c.applyMu.Unlock()
 	if c.closed {
-		return errClosed
+		return nil, errClosed
 	}
 	s, err := c.build(ctx, cfg, c.cur.Load())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	old := c.cur.Swap(s)
+	return &Staged{c: c, s: s}, nil
+}
+
+// Config is the staged generation's config.
+func (st *Staged) Config() *config.Config { return st.s.cfg }
+
+// Commit swaps the staged generation in; requests in flight finish on the
+// one they started with.
+func (st *Staged) Commit() error {
+	c := st.c
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	if st.done {
+		return errors.New("router: staged generation already committed or discarded")
+	}
+	st.done = true
+	if c.closed {
+		st.s.Release()
+		return errClosed
+	}
+	old := c.cur.Swap(st.s)
 	old.Release()
 	return nil
+}
+
+// Discard drops the staged generation, releasing what it holds.
+func (st *Staged) Discard() {
+	c := st.c
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
+	if !st.done {
+		st.done = true
+		st.s.Release()
+	}
 }
 
 var errClosed = errors.New("router: client closed")
@@ -269,7 +323,7 @@ func (c *Client) Reload(ctx context.Context) error {
 	if path == "" {
 		return errors.New("reload: the config was not loaded from a file")
 	}
-	cfg, err := config.Load(path, config.Options{LookupEnv: c.opts.LookupEnv, Logger: c.logger})
+	cfg, err := c.LoadFile(path)
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
@@ -278,6 +332,19 @@ func (c *Client) Reload(ctx context.Context) error {
 	}
 	c.logger.Info("config reloaded", "file", path, "generation", c.Seq())
 	return nil
+}
+
+// LoadFile loads a config file with the Client's options, and adds the
+// Extra deployments.
+func (c *Client) LoadFile(path string) (*config.Config, error) {
+	cfg, err := config.Load(path, config.Options{LookupEnv: c.opts.LookupEnv, Logger: c.logger})
+	if err != nil {
+		return nil, err
+	}
+	if c.opts.Extra != nil {
+		cfg.ModelList = append(cfg.ModelList, c.opts.Extra()...)
+	}
+	return cfg, nil
 }
 
 // Close releases the Client's snapshot; its encoders close once requests

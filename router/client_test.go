@@ -248,3 +248,33 @@ func TestWatchReloadErrorHasPosition(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestTwoModelDirectories: local models in different directories load side
+// by side on the one process-wide ONNX Runtime.
+func TestTwoModelDirectories(t *testing.T) {
+	src := filepath.Join(modelsDir(t), "all-MiniLM-L6-v2")
+	other := filepath.Join(t.TempDir(), "elsewhere", "minilm-copy")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"model_int8.onnx", "tokenizer.json", "manifest.json"} {
+		if err := os.Symlink(filepath.Join(src, f), filepath.Join(other, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := seedConfig("g", false, config.ModelInfo{})
+	cfg.ModelList = append(cfg.ModelList, config.Deployment{ModelName: "minilm-copy",
+		Params: config.LiteLLMParams{Model: "local/copy", ModelPath: other}, ModelInfo: config.ModelInfo{Quantized: true}})
+	c := newSeedClient(t, cfg)
+	a, err := c.Embed(context.Background(), "minilm", []string{"hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Embed(context.Background(), "minilm-copy", []string{"hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a[0]) != 384 || len(b[0]) != 384 || a[0][0] != b[0][0] {
+		t.Fatalf("the two directories' models disagree: %v vs %v", a[0][:3], b[0][:3])
+	}
+}

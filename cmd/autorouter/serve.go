@@ -10,13 +10,17 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/autorouter/autorouter/router"
 	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/manage"
 	"github.com/autorouter/autorouter/router/proxy"
+	"github.com/autorouter/autorouter/router/store"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,6 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	watch := fs.Duration("watch", 2*time.Second, "how often to check config and router.json for changes (0 disables; SIGHUP always reloads)")
 	grace := fs.Duration("shutdown-timeout", 30*time.Second, "how long in-flight requests and streams may take to finish on shutdown")
 	jsonLogs := fs.Bool("json-logs", false, "log JSON lines instead of text")
+	dbPath := fs.String("db", defaultDBPath(), "SQLite file for models added through the management API, when store_model_in_db is on and database_url is not a postgres:// URL")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,12 +97,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	loadErr := make(chan error, 1)
 	go func() {
 		start := time.Now()
-		c, err := router.New(loadCtx, cfg, router.Options{LookupEnv: os.LookupEnv, Logger: logger,
-			ModelsDir: *models, CacheDir: *cache, RuntimeLib: *ort})
+		dbOn, dbOpts := storeOptions(cfg, *dbPath, logger)
+		so := manage.StartOptions{Router: router.Options{LookupEnv: os.LookupEnv, Logger: logger,
+			ModelsDir: *models, CacheDir: *cache, RuntimeLib: *ort}}
+		if dbOn {
+			so.Store = &dbOpts
+		}
+		m, c, err := manage.Start(loadCtx, cfg, so)
 		if err != nil {
 			loadErr <- err
 			return
 		}
+		srv.SetManager(m)
 		if err := srv.SetClient(c); err != nil {
 			loadErr <- err
 			return
@@ -152,6 +163,42 @@ func shutdown(srv *proxy.Server, grace time.Duration, logger *slog.Logger) error
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// storeOptions says whether models are stored in a database and which:
+// general_settings.store_model_in_db (or STORE_MODEL_IN_DB=True, LiteLLM's
+// switch), database_url (or DATABASE_URL) for Postgres, else the SQLite
+// file; secrets are keyed by AUTOROUTER_SALT_KEY (or LITELLM_SALT_KEY),
+// else the master key.
+func storeOptions(cfg *config.Config, dbPath string, logger *slog.Logger) (bool, store.Options) {
+	gs := cfg.GeneralSettings
+	on := gs.StoreModelInDB || strings.EqualFold(os.Getenv("STORE_MODEL_IN_DB"), "true")
+	url := gs.DatabaseURL.Value()
+	if url == "" {
+		url = os.Getenv("DATABASE_URL")
+	}
+	if !store.IsPostgres(url) {
+		url = ""
+	}
+	secret := os.Getenv("AUTOROUTER_SALT_KEY")
+	if secret == "" {
+		secret = os.Getenv("LITELLM_SALT_KEY")
+	}
+	if secret == "" {
+		secret = gs.MasterKey.Value()
+	}
+	return on, store.Options{URL: url, Path: dbPath, Secret: secret, Logger: logger}
+}
+
+// defaultDBPath is the per-user SQLite file of stored models.
+func defaultDBPath() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "autorouter", "autorouter.db")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "autorouter", "autorouter.db")
+	}
+	return "autorouter.db"
 }
 
 // openFileLimit is the process's soft open-file limit, 0 when unknown.

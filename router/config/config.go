@@ -84,6 +84,11 @@ type LiteLLMParams struct {
 	AutoRouterConfig         *RouterFile `yaml:"auto_router_config" json:"auto_router_config,omitempty"`
 	AutoRouterDefaultModel   string      `yaml:"auto_router_default_model" json:"auto_router_default_model,omitempty"`
 	AutoRouterEmbeddingModel string      `yaml:"auto_router_embedding_model" json:"auto_router_embedding_model,omitempty"`
+
+	// Other holds the JSON keys autorouter does not act on (LiteLLM's rpm,
+	// tpm, ...), as they came through the management API, so that they
+	// are stored and given back. In YAML such keys are reported as unused.
+	Other map[string]any `yaml:"-" json:"-"`
 }
 
 // ModelInfo is a deployment's model_info block: LiteLLM's metadata plus the

@@ -140,7 +140,7 @@ func (rf *RouterFile) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // MarshalJSON writes auto_router_config as a JSON string, as LiteLLM stores
-// and returns it.
+// and returns it, and Other's keys beside the typed ones.
 func (p LiteLLMParams) MarshalJSON() ([]byte, error) {
 	type plain LiteLLMParams
 	out := struct {
@@ -155,7 +155,53 @@ func (p LiteLLMParams) MarshalJSON() ([]byte, error) {
 		s := string(b)
 		out.AutoRouterConfig = &s
 	}
-	return json.Marshal(out)
+	b, err := json.Marshal(out)
+	if err != nil || len(p.Other) == 0 {
+		return b, err
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, err
+	}
+	for k, v := range p.Other {
+		if _, ok := all[k]; !ok {
+			all[k] = v
+		}
+	}
+	return json.Marshal(all)
+}
+
+// UnmarshalJSON decodes the typed fields strictly (a wrong type is an
+// error naming the key) and keeps the other keys in Other.
+func (p *LiteLLMParams) UnmarshalJSON(b []byte) error {
+	type plain LiteLLMParams
+	var v plain
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("litellm_params: %w", jsonFieldError(err))
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return fmt.Errorf("litellm_params: %w", err)
+	}
+	known := jsonKeys(plain{})
+	for k, raw := range all {
+		if known[k] {
+			continue
+		}
+		var x any
+		if err := json.Unmarshal(raw, &x); err != nil {
+			return fmt.Errorf("litellm_params.%s: %w", k, err)
+		}
+		if x == nil {
+			continue // LiteLLM's UI sends unset fields as null
+		}
+		if v.Other == nil {
+			v.Other = map[string]any{}
+		}
+		v.Other[k] = x
+	}
+	*p = LiteLLMParams(v)
+	return nil
 }
 
 // Clone returns a deep copy, so that a change to the copy's routes or

@@ -24,6 +24,7 @@ import (
 
 	"github.com/autorouter/autorouter/router"
 	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/manage"
 	"github.com/autorouter/autorouter/router/openai"
 	"github.com/autorouter/autorouter/router/upstream"
 )
@@ -49,6 +50,7 @@ type Server struct {
 	limits  config.Limits
 	metrics *metrics
 	client  atomic.Pointer[router.Client]
+	manager atomic.Pointer[manage.Manager]
 	srv     *fasthttp.Server
 	reqID   atomic.Uint64
 	started time.Time
@@ -237,6 +239,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.models(ctx, snap)
 	case string(path) == "/route" && string(method) == "POST":
 		s.route(ctx, snap)
+	case isManagement(string(path)):
+		s.manage(ctx, snap, string(path))
 	default:
 		snap.Release()
 		writeError(ctx, &apiError{status: 404, typ: "invalid_request_error", code: "not_found",
