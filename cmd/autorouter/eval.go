@@ -37,7 +37,12 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !(*oosWeight >= 0) {
 		return usageError{fmt.Sprintf("eval: --oos-weight %g must be 0 or more", *oosWeight)}
 	}
-	texts, gold, err := readLabelled(*data)
+	f, err := os.Open(*data)
+	if err != nil {
+		return fmt.Errorf("reading labelled data: %w", err)
+	}
+	rows, err := eval.ReadRows(f, *data)
+	f.Close()
 	if err != nil {
 		return err
 	}
@@ -46,25 +51,16 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer set.Close()
-	var routes []string
 	rf := set.Config().Group(name)[0].Params.AutoRouterConfig
-	for _, r := range rf.Routes {
-		routes = append(routes, r.Name)
+	var fitOpts *eval.FitOptions
+	if *fit {
+		fitOpts = &eval.FitOptions{GlobalOnly: *global, OutOfScopeWeight: *oosWeight}
 	}
-	for i, g := range gold {
-		if g != "" && !contains(routes, g) {
-			return fmt.Errorf("%s line %d: route %q is not a route of %s (null marks out-of-scope rows)", *data, i+1, g, name)
-		}
-	}
-	decisions, err := set.RouteTexts(ctx, name, texts)
+	res, err := eval.Run(ctx, set, name, rows, fitOpts)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", *data, err)
 	}
-	examples := make([]eval.Example, len(texts))
-	for i, d := range decisions {
-		examples[i] = eval.Example{Scores: d.Scores, Gold: gold[i]}
-	}
-	before := eval.Evaluate(examples, nil)
+	before := res.Before
 	w := bufio.NewWriter(stdout)
 	defer w.Flush()
 	if !*fit {
@@ -74,7 +70,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		printReport(w, "current thresholds", before, *top)
 		return nil
 	}
-	th, after := eval.Fit(examples, routes, eval.FitOptions{GlobalOnly: *global, OutOfScopeWeight: *oosWeight})
+	th, after := res.Thresholds, *res.After
 	written := ""
 	if *write {
 		// Write before printing, so that --json output also reports it.
@@ -102,51 +98,6 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(w, "wrote %d thresholds to %s\n", len(th), written)
 	}
 	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// readLabelled reads {"text": ..., "route": name|null} rows.
-func readLabelled(path string) ([]string, []string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading labelled data: %w", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	var texts, gold []string
-	for line := 1; sc.Scan(); line++ {
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		var row struct {
-			Text  *string `json:"text"`
-			Route *string `json:"route"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil || row.Text == nil {
-			return nil, nil, fmt.Errorf("%s line %d: want {\"text\": \"...\", \"route\": \"<name>\" or null}", path, line)
-		}
-		g := ""
-		if row.Route != nil {
-			g = *row.Route
-		}
-		texts, gold = append(texts, *row.Text), append(gold, g)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(texts) == 0 {
-		return nil, nil, fmt.Errorf("%s: no rows", path)
-	}
-	return texts, gold, nil
 }
 
 func printReport(w io.Writer, title string, r eval.Report, top int) {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -65,7 +66,7 @@ func (f routerFlags) open(ctx context.Context, stderr io.Writer) (*router.Client
 	case name == "":
 		set.Close()
 		return nil, "", usageError{fmt.Sprintf("the config has %d auto routers (%s); pick one with --router", len(names), strings.Join(names, ", "))}
-	case !contains(names, name):
+	case !slices.Contains(names, name):
 		set.Close()
 		return nil, "", usageError{fmt.Sprintf("--router %q is not an auto router in %s (have: %s)", name, *f.config, strings.Join(names, ", "))}
 	}

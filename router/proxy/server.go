@@ -51,6 +51,7 @@ type Server struct {
 	metrics *metrics
 	client  atomic.Pointer[router.Client]
 	manager atomic.Pointer[manage.Manager]
+	ui      atomic.Pointer[uiBox]
 	srv     *fasthttp.Server
 	reqID   atomic.Uint64
 	started time.Time
@@ -107,6 +108,50 @@ func New(opts Options) *Server {
 	return s
 }
 
+// UI is the admin web page: its static assets under /ui, and its JSON
+// endpoints under /ui/api/ (which the server lets through only with the
+// master key).
+type UI interface {
+	Handle(ctx *fasthttp.RequestCtx)
+}
+
+type uiBox struct{ ui UI }
+
+// SetUI serves the admin web page at /ui.
+func (s *Server) SetUI(u UI) { s.ui.Store(&uiBox{u}) }
+
+// serveUI serves /ui before the server is ready too: the page itself
+// tells the operator that the routers are loading.
+func (s *Server) serveUI(ctx *fasthttp.RequestCtx, path string) bool {
+	if path != "/ui" && !strings.HasPrefix(path, "/ui/") {
+		return false
+	}
+	box := s.ui.Load()
+	if box == nil {
+		writeError(ctx, &apiError{status: 404, typ: "invalid_request_error", code: "not_found", msg: "the admin web page is not served by this server"})
+		return true
+	}
+	if strings.HasPrefix(path, "/ui/api/") {
+		snap := s.current()
+		if snap == nil {
+			writeError(ctx, &apiError{status: 503, typ: "service_unavailable", code: "loading", retryAfter: 1, msg: "autorouter is still loading; retry shortly"})
+			return true
+		}
+		key := snap.MasterKey()
+		snap.Release()
+		if len(key) == 0 {
+			writeError(ctx, &apiError{status: 403, typ: "permission_error", code: "management_off", msg: "the admin API is off: set general_settings.master_key"})
+			return true
+		}
+		if !authorized(ctx, key) {
+			unauthorized(ctx)
+			return true
+		}
+	}
+	box.ui.Handle(ctx)
+	return true
+}
+
 // SetClient installs the routing and completion library and marks the
 // server ready.
 func (s *Server) SetClient(c *router.Client) error {
@@ -116,6 +161,9 @@ func (s *Server) SetClient(c *router.Client) error {
 	s.client.Store(c)
 	return nil
 }
+
+// Client is the installed client, nil before SetClient.
+func (s *Server) Client() *router.Client { return s.client.Load() }
 
 // current is the client's snapshot, or nil before SetClient.
 func (s *Server) current() *router.Snapshot {
@@ -202,6 +250,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		ctx.SetBodyString(`{"status":"healthy"}`)
+		return
+	}
+	if s.serveUI(ctx, string(path)) {
 		return
 	}
 	snap := s.current()
