@@ -1,10 +1,12 @@
 // Command bench is autorouter's end-to-end benchmark harness. One run
 // measures proxy overhead against nginx and the Portkey gateway, the cost of
 // a routing decision, routed throughput with and without micro-batching,
-// scale and cold start, memory, and routing quality on CLINC150, and writes
+// scale and cold start, memory, routing quality on CLINC150, and the
+// reliability attacks of issue #11 (slow clients, upstream faults,
+// disconnects, reloads and shutdown under load), and writes
 // bench/REPORT.md with a latency-percentile plot.
 //
-//	go run ./bench [--quick] [--sections overhead,decision,routed,scale,quality]
+//	go run ./bench [--quick] [--sections overhead,decision,routed,scale,quality,reliability]
 //
 // Go micro-benchmarks stay next to their code (go test -bench); this harness
 // is for end-to-end and cross-process figures.
@@ -53,7 +55,7 @@ type options struct {
 	keep     bool
 }
 
-var allSections = []string{"overhead", "decision", "routed", "scale", "quality"}
+var allSections = []string{"overhead", "decision", "routed", "scale", "quality", "reliability"}
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "upstream" {

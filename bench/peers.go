@@ -32,14 +32,21 @@ func (h *harness) direct() target {
 }
 
 // startAutorouter serves cfg (a config.yaml) and returns its base URL and
-// process once it is ready.
-func (h *harness) startAutorouter(ctx context.Context, name, cfg, cache string, timeout time.Duration) (string, *proc, error) {
+// process once it is ready. extra are further serve flags.
+func (h *harness) startAutorouter(ctx context.Context, name, cfg, cache string, timeout time.Duration, extra ...string) (string, *proc, error) {
+	return h.launchAutorouter(ctx, name, cfg, cache, timeout, nil, extra...)
+}
+
+// launchAutorouter is startAutorouter run through prefix, a command that
+// execs the rest (prlimit --nofile=256:256, say); nil runs it directly.
+func (h *harness) launchAutorouter(ctx context.Context, name, cfg, cache string, timeout time.Duration, prefix []string, extra ...string) (string, *proc, error) {
 	port, err := freePort()
 	if err != nil {
 		return "", nil, err
 	}
-	args := []string{h.bin, "serve", "--config", cfg, "--host", "127.0.0.1", "--port", fmt.Sprint(port),
-		"--models", h.o.models, "--cache", cache, "--watch", "0"}
+	args := append(append([]string{}, prefix...), h.bin, "serve", "--config", cfg, "--host", "127.0.0.1", "--port", fmt.Sprint(port),
+		"--models", h.o.models, "--cache", cache, "--watch", "0")
+	args = append(args, extra...)
 	p, err := start(h.logs, name, nil, h.o.work, args...)
 	if err != nil {
 		return "", nil, err

@@ -61,6 +61,17 @@ func (p *proc) stop() {
 	}
 }
 
+// alive reports whether the process is still running.
+func (p *proc) alive() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
 // tail returns the last lines of the process's log, for error messages.
 func (p *proc) tail() string {
 	b, _ := os.ReadFile(p.log)

@@ -94,6 +94,14 @@ func (b *Batcher) CountTokens(text string) int {
 	return len(text)/4 + 2
 }
 
+// Clip forwards to the inner encoder; without a clipper text is kept.
+func (b *Batcher) Clip(text string, maxTokens int, headTail bool) string {
+	if c, ok := b.enc.(Clipper); ok {
+		return c.Clip(text, maxTokens, headTail)
+	}
+	return text
+}
+
 // Ready waits for the inner encoder's Ready, if it has one.
 func (b *Batcher) Ready(ctx context.Context) error {
 	if r, ok := b.enc.(interface{ Ready(context.Context) error }); ok {

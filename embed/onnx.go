@@ -633,3 +633,10 @@ func (e *ONNX) RunIDs(ids []int64, dst []float32) error {
 	}
 	return e.run(ids, mask[:n], mask[n:], 1, n, dst[:want])
 }
+
+// Clip cuts text to maxTokens of this model's tokens; see Tokenizer.Clip.
+func (e *ONNX) Clip(text string, maxTokens int, headTail bool) string {
+	return e.tok.Clip(text, maxTokens, headTail)
+}
+
+var _ Clipper = (*ONNX)(nil)

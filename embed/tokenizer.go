@@ -298,3 +298,79 @@ func isCJK(r rune) bool {
 		(r >= 0x2B740 && r <= 0x2B81F) || (r >= 0x2B820 && r <= 0x2CEAF) ||
 		(r >= 0xF900 && r <= 0xFAFF) || (r >= 0x2F800 && r <= 0x2FA1F)
 }
+
+// Clip cuts text to at most maxTokens tokens ([CLS] and [SEP] included) at
+// word boundaries: its first words, or with headTail its first and last
+// words, half the budget each, joined by a space. A text within the
+// budget comes back unchanged. It lets a router embed a long prompt's
+// opening (and ending) instead of paying for all of it.
+func (t *Tokenizer) Clip(text string, maxTokens int, headTail bool) string {
+	budget := maxTokens - 2
+	if budget <= 0 {
+		return ""
+	}
+	type word struct{ start, end, tokens int }
+	var words []word
+	total := 0
+	var ids []int64
+	start := -1
+	flush := func(end int) {
+		if start < 0 {
+			return
+		}
+		ids, _ = t.EncodeInto(ids[:0], text[start:end])
+		n := len(ids) - 2
+		words = append(words, word{start, end, n})
+		total += n
+		start = -1
+	}
+	for i, r := range text {
+		if isWhitespace(r) && !(t.norm.cleanText && isControl(r)) {
+			flush(i)
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	flush(len(text))
+	if total <= budget {
+		return text
+	}
+	headBudget := budget
+	if headTail {
+		headBudget = budget / 2
+	}
+	used, h := 0, 0
+	for h < len(words) && used+words[h].tokens <= headBudget {
+		used += words[h].tokens
+		h++
+	}
+	head := ""
+	if h > 0 {
+		head = text[words[0].start:words[h-1].end]
+	}
+	if !headTail {
+		return head
+	}
+	tailBudget := budget - used
+	used, k := 0, len(words)
+	for k > h && used+words[k-1].tokens <= tailBudget {
+		used += words[k-1].tokens
+		k--
+	}
+	if k == len(words) {
+		return head
+	}
+	tail := text[words[k].start:words[len(words)-1].end]
+	if head == "" {
+		return tail
+	}
+	return head + " " + tail
+}
+
+// Clipper is implemented by encoders that can cut a text to a token
+// budget the way they tokenize it.
+type Clipper interface {
+	Clip(text string, maxTokens int, headTail bool) string
+}

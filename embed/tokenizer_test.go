@@ -201,3 +201,22 @@ func TestEncodeIgnoresVanishingWords(t *testing.T) {
 		}
 	}
 }
+
+func TestClip(t *testing.T) {
+	tk := loadTestTokenizer(t, 256)
+	text := "one two three four five six seven eight nine ten"
+	if got := tk.Clip(text, 64, false); got != text {
+		t.Fatalf("a short text changed: %q", got)
+	}
+	if got := tk.Clip(text, 5, false); got != "one two three" {
+		t.Fatalf("head: %q", got)
+	}
+	if got := tk.Clip(text, 6, true); got != "one two nine ten" {
+		t.Fatalf("head and tail: %q", got)
+	}
+	long := strings.Repeat("routing decisions ", 300)
+	ids, _ := tk.EncodeInto(nil, tk.Clip(long, 40, true))
+	if len(ids) > 40 {
+		t.Fatalf("clipped to %d tokens, want at most 40", len(ids))
+	}
+}

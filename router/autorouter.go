@@ -21,6 +21,8 @@ import (
 // autoRouter is one auto_router/ entry, ready to decide. It is immutable,
 // so an unchanged router is carried into the next generation as it is.
 type autoRouter struct {
+	// id names this router in the decision cache: unique per build.
+	id           uint64
 	name         string
 	defaultModel string
 	// fingerprint identifies everything the router was built from: its
@@ -30,6 +32,13 @@ type autoRouter struct {
 	index       *Index
 	maxChars    int
 	window      int
+	// batching reports a micro-batching encoder (see lanes).
+	batching bool
+	// clip, when set, cuts a long text to maxTokens tokens before it is
+	// embedded (router.json max_embed_tokens); headTail keeps both ends.
+	clip      embed.Clipper
+	maxTokens int
+	headTail  bool
 	// vecs holds *[]float32 query buffers of enc.Dim() floats.
 	vecs sync.Pool
 }
@@ -100,6 +109,7 @@ func (c *Client) buildRouter(ctx context.Context, cfg *config.Config, d *config.
 		return nil, 0, err
 	}
 	r := &autoRouter{
+		id:           c.routerSeq.Add(1),
 		name:         d.ModelName,
 		defaultModel: d.Params.AutoRouterDefaultModel,
 		fingerprint:  fingerprint,
@@ -107,6 +117,14 @@ func (c *Client) buildRouter(ctx context.Context, cfg *config.Config, d *config.
 		index:        ix,
 		maxChars:     rf.MaxTextChars,
 		window:       rf.ConversationWindow,
+	}
+	_, r.batching = enc.(*embed.Batcher)
+	if rf.MaxEmbedTokens > 0 {
+		if cl, ok := enc.(embed.Clipper); ok {
+			r.clip, r.maxTokens, r.headTail = cl, rf.MaxEmbedTokens, rf.LongText == config.LongTextHeadTail
+		} else {
+			c.logger.Warn("router.json max_embed_tokens needs a local encoder; ignored", "router", d.ModelName)
+		}
 	}
 	r.vecs.New = func() any { v := make([]float32, dim); return &v }
 	return r, hits, nil
@@ -177,7 +195,11 @@ func (r *autoRouter) decide(ctx context.Context, text string, logger *slog.Logge
 	vp := r.vecs.Get().(*[]float32)
 	defer r.vecs.Put(vp)
 	t0 := time.Now()
-	if err := r.enc.Embed(ctx, []string{text}, *vp); err != nil {
+	embedText := text
+	if r.clip != nil && len(text) > r.maxTokens {
+		embedText = r.clip.Clip(text, r.maxTokens, r.headTail)
+	}
+	if err := r.enc.Embed(ctx, []string{embedText}, *vp); err != nil {
 		if ctx.Err() == nil {
 			logger.Warn("embedding failed; using the default model", "router", r.name, "err", err)
 		}

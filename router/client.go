@@ -56,6 +56,9 @@ type Options struct {
 	// config file at every Reload: the models stored through the
 	// management API.
 	Extra func() []config.Deployment
+	// Sessions, when set, shares session-affinity decisions between
+	// replicas (see router_settings.session_affinity).
+	Sessions SessionStore
 }
 
 // Client routes and completes requests. It holds one Snapshot of its config
@@ -70,6 +73,9 @@ type Client struct {
 	cooldowns  *upstream.Cooldowns
 	cur        atomic.Pointer[Snapshot]
 	seq        atomic.Uint64
+	routerSeq  atomic.Uint64
+	cache      *decisionCache
+	sessions   *sessions
 	// applyMu serialises Apply and Reload; requests never take it.
 	applyMu sync.Mutex
 	closed  bool
@@ -116,6 +122,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Client, error)
 		transports:   upstream.NewTransports(),
 		cooldowns:    opts.Cooldowns,
 		progressLast: map[string]time.Time{},
+		cache:        newDecisionCache(0, 0),
+		sessions:     newSessions(),
 	}
 	if err := cfg.Prepare(config.Options{LookupEnv: opts.LookupEnv, Logger: logger}); err != nil {
 		if cfg.Path != "" {
@@ -127,6 +135,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Client, error)
 	if err != nil {
 		return nil, err
 	}
+	c.configure(s)
 	c.cur.Store(s)
 	return c, nil
 }
@@ -140,6 +149,11 @@ func (c *Client) build(ctx context.Context, cfg *config.Config, prev *Snapshot) 
 	}
 	s := &Snapshot{cfg: cfg, pool: pool, client: c, routers: map[string]*autoRouter{}, encoders: map[string]*encoderRef{}}
 	s.users.Store(1)
+	rs := cfg.RouterSettings
+	lim := cfg.GeneralSettings.Limits.WithDefaults(0)
+	s.lanes = newLanes(lim.MaxConcurrentRouting, lim.LongPromptChars)
+	s.cacheOn = rs.DecisionCacheEntries >= 0
+	s.affinity = rs.SessionAffinity
 	if k := cfg.GeneralSettings.MasterKey.Value(); k != "" {
 		s.masterKey = []byte(k)
 	}
@@ -193,6 +207,37 @@ func (c *Client) build(ctx context.Context, cfg *config.Config, prev *Snapshot) 
 	s.seq = c.seq.Add(1)
 	return s, nil
 }
+
+// configure applies a generation's cache and session settings to the
+// client-wide stores, as it goes live.
+func (c *Client) configure(s *Snapshot) {
+	rs := s.cfg.RouterSettings
+	entries, bytes := rs.DecisionCacheEntries, rs.DecisionCacheBytes
+	if entries == 0 {
+		entries = DefaultCacheEntries
+	}
+	if bytes <= 0 {
+		bytes = DefaultCacheBytes
+	}
+	c.cache.resize(max(entries, 0), bytes)
+	// Entries of routers this generation replaced can never be hit again.
+	c.cache.drop(func(id uint64) bool {
+		for _, r := range s.routers {
+			if r.id == id {
+				return true
+			}
+		}
+		return false
+	})
+	ttl, maxSessions := rs.SessionTTL.Or(DefaultSessionTTL), rs.MaxSessions
+	if maxSessions <= 0 {
+		maxSessions = DefaultMaxSessions
+	}
+	c.sessions.configure(ttl, maxSessions, c.opts.Sessions)
+}
+
+// CacheStats reports the decision cache's hits, misses and evictions.
+func (c *Client) CacheStats() CacheStats { return c.cache.stats() }
 
 // progress logs utterance embedding every few seconds with its rate and
 // time left, and tells OnProgress.
@@ -298,6 +343,7 @@ func (st *Staged) Commit() error {
 		st.s.Release()
 		return errClosed
 	}
+	c.configure(st.s)
 	old := c.cur.Swap(st.s)
 	old.Release()
 	return nil

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -276,5 +277,96 @@ func TestTwoModelDirectories(t *testing.T) {
 	}
 	if len(a[0]) != 384 || len(b[0]) != 384 || a[0][0] != b[0][0] {
 		t.Fatalf("the two directories' models disagree: %v vs %v", a[0][:3], b[0][:3])
+	}
+}
+
+func seedWith(mut func(cfg *config.Config)) *config.Config {
+	cfg := seedConfig("g", false, config.ModelInfo{})
+	mut(cfg)
+	return cfg
+}
+
+// TestDecisionCache: the same text on the same router is decided once;
+// the cached decision equals the fresh one; a changed router starts
+// afresh; the cache stays within its bounds under concurrent use.
+func TestDecisionCache(t *testing.T) {
+	c := newSeedClient(t, seedWith(func(cfg *config.Config) { cfg.RouterSettings.DecisionCacheEntries = 32 }))
+	ctx := context.Background()
+	msgs := python().Messages
+	fresh, _ := c.Route(ctx, "auto_router1", msgs)
+	cached, _ := c.Route(ctx, "auto_router1", msgs)
+	if fresh.Cached || !cached.Cached || cached.Model != fresh.Model || cached.Score != fresh.Score || len(cached.Scores) != len(fresh.Scores) || cached.Scores[0] != fresh.Scores[0] {
+		t.Fatalf("fresh %+v\ncached %+v", fresh, cached)
+	}
+	if st := c.CacheStats(); st.Hits != 1 || st.Misses != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A changed router is a new router: its first decision is fresh.
+	swapped := seedConfig("g", true, config.ModelInfo{})
+	swapped.RouterSettings.DecisionCacheEntries = 32
+	if err := c.Apply(ctx, swapped); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := c.Route(ctx, "auto_router1", msgs)
+	if after.Cached || after.Route != "litellm-gpt-4.1" {
+		t.Fatalf("after a reload that swapped the routes: %+v", after)
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 60 {
+				c.RouteText(ctx, "auto_router1", fmt.Sprintf("prompt %d of worker %d", i%40, w))
+			}
+		}()
+	}
+	wg.Wait()
+	st := c.CacheStats()
+	if st.Entries > 32 || st.Evictions == 0 {
+		t.Fatalf("under load: %+v", st)
+	}
+}
+
+// TestSessionAffinity: with affinity on, a session's later turns keep its
+// first decision, other sessions decide for themselves, and a changed
+// router starts every session afresh.
+func TestSessionAffinity(t *testing.T) {
+	c := newSeedClient(t, seedWith(func(cfg *config.Config) { cfg.RouterSettings.SessionAffinity = true }))
+	ctx := WithSession(context.Background(), "conv-1")
+	first, _ := c.Route(ctx, "auto_router1", python().Messages)
+	follow, _ := c.Route(ctx, "auto_router1", []openai.Message{openai.UserMessage("litellm is great")})
+	other, _ := c.Route(WithSession(context.Background(), "conv-2"), "auto_router1", []openai.Message{openai.UserMessage("litellm is great")})
+	if first.Route != "litellm-claude-35" || follow.Route != "litellm-claude-35" || !follow.Session || other.Route != "litellm-gpt-4.1" || other.Session {
+		t.Fatalf("first %+v\nfollow %+v\nother %+v", first, follow, other)
+	}
+	// The session key may come in the body's metadata too.
+	resp, err := c.Completion(context.Background(), &openai.ChatRequest{Model: "auto_router1", Metadata: json.RawMessage(`{"session_id":"conv-1"}`),
+		Messages: []openai.Message{openai.UserMessage("litellm is great")}})
+	if err != nil || resp.Decision.Route != "litellm-claude-35" || !resp.Decision.Session {
+		t.Fatalf("metadata.session_id: %+v %v", resp, err)
+	}
+	if err := c.Apply(context.Background(), seedWith(func(cfg *config.Config) {
+		cfg.RouterSettings.SessionAffinity = true
+		cfg.ModelList[0].Params.AutoRouterConfig.Routes[0].Utterances = []string{"litellm is great!"}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := c.Route(ctx, "auto_router1", []openai.Message{openai.UserMessage("litellm is great")})
+	if again.Session || again.Route != "litellm-gpt-4.1" {
+		t.Fatalf("after the router changed, the session kept its old decision: %+v", again)
+	}
+}
+
+// TestMaxEmbedTokens: a router with max_embed_tokens decides a long
+// prompt on its opening words.
+func TestMaxEmbedTokens(t *testing.T) {
+	long := "how to code a program in python " + strings.Repeat("and then the weather in paris tomorrow ", 40)
+	off := newSeedClient(t, seedConfig("g", false, config.ModelInfo{}))
+	on := newSeedClient(t, seedWith(func(cfg *config.Config) { cfg.ModelList[0].Params.AutoRouterConfig.MaxEmbedTokens = 10 }))
+	d1, _ := off.RouteText(context.Background(), "auto_router1", long)
+	d2, _ := on.RouteText(context.Background(), "auto_router1", long)
+	if d2.Route != "litellm-claude-35" || d1.Route == "litellm-claude-35" {
+		t.Fatalf("without the bound %+v; with it %+v", d1, d2)
 	}
 }

@@ -30,6 +30,10 @@ type Decision struct {
 	Text string
 	// EmbedTime and ScoreTime split the decision latency.
 	EmbedTime, ScoreTime time.Duration
+	// Cached is true when the decision came from the decision cache (the
+	// same router saw the same text before); Session is true when it is
+	// the session's kept decision (session affinity).
+	Cached, Session bool
 }
 
 // RouteScore is one candidate route's aggregated score against its threshold.
@@ -63,6 +67,8 @@ type decisionJSON struct {
 	Scores   []routeScoreDTO `json:"scores"`
 	EmbedMS  float64         `json:"embed_ms"`
 	ScoreMS  float64         `json:"score_ms"`
+	Cached   bool            `json:"cached"`
+	Session  bool            `json:"session,omitempty"`
 }
 
 type routeScoreDTO struct {
@@ -76,7 +82,8 @@ type routeScoreDTO struct {
 func (d Decision) MarshalJSON() ([]byte, error) {
 	j := decisionJSON{Text: d.Text, Router: d.Router, Model: d.Model, Score: d.Score, Fallback: d.Fallback,
 		Reason: d.Reason, Scores: make([]routeScoreDTO, len(d.Scores)),
-		EmbedMS: float64(d.EmbedTime.Microseconds()) / 1000, ScoreMS: float64(d.ScoreTime.Microseconds()) / 1000}
+		EmbedMS: float64(d.EmbedTime.Microseconds()) / 1000, ScoreMS: float64(d.ScoreTime.Microseconds()) / 1000,
+		Cached: d.Cached, Session: d.Session}
 	if !d.Fallback {
 		j.Route = &d.Route
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/autorouter/autorouter/embed"
 	"github.com/autorouter/autorouter/router/config"
@@ -29,6 +30,9 @@ type Snapshot struct {
 	refs      []*encoderRef          // each encoder once
 	masterKey []byte
 	client    *Client
+	lanes     *lanes
+	cacheOn   bool // the decision cache is on
+	affinity  bool // session affinity is on
 	// users counts the Client's own reference (while current) and every
 	// request holding the snapshot; the last Release frees its encoders.
 	users atomic.Int64
@@ -98,7 +102,7 @@ func (s *Snapshot) Route(ctx context.Context, name string, msgs []openai.Message
 	if !ok {
 		return r.fallback(ReasonNoUserMessage, "", nil), nil
 	}
-	return r.decide(ctx, text, s.client.logger), nil
+	return s.decide(ctx, r, text, sessionOf(ctx)), nil
 }
 
 // RouteText decides for a bare prompt, as if it were the only user message.
@@ -107,7 +111,7 @@ func (s *Snapshot) RouteText(ctx context.Context, name, text string) (Decision, 
 	if r == nil {
 		return Decision{}, fmt.Errorf("%w: %q", ErrUnknownRouter, name)
 	}
-	return r.decide(ctx, truncateRunes(text, maxCharsOr(r.maxChars), false), s.client.logger), nil
+	return s.decide(ctx, r, truncateRunes(text, maxCharsOr(r.maxChars), false), sessionOf(ctx)), nil
 }
 
 // RouteBody decides for a raw request body of api: chat's messages, or
@@ -121,7 +125,65 @@ func (s *Snapshot) RouteBody(ctx context.Context, api upstream.API, name string,
 	if !ok {
 		return r.fallback(ReasonNoUserMessage, "", nil), nil
 	}
-	return r.decide(ctx, text, s.client.logger), nil
+	return s.decide(ctx, r, text, sessionOfBody(ctx, body)), nil
+}
+
+// decide routes text on r: the session's kept decision when session
+// affinity is on and the request names a session, else a cached decision
+// for the same text, else a fresh one (in its lane).
+func (s *Snapshot) decide(ctx context.Context, r *autoRouter, text, session string) Decision {
+	c := s.client
+	if s.affinity && session != "" {
+		if d, ok := c.sessions.get(ctx, r, session); ok {
+			d.Text = text
+			return d
+		}
+	}
+	d := s.decideCached(ctx, r, text)
+	if s.affinity && session != "" {
+		c.sessions.put(ctx, r, session, &d)
+	}
+	return d
+}
+
+func (s *Snapshot) decideCached(ctx context.Context, r *autoRouter, text string) Decision {
+	c := s.client
+	t0 := time.Now()
+	if s.cacheOn && text != "" {
+		if d, ok := c.cache.get(r, text); ok {
+			d.ScoreTime = time.Since(t0)
+			return d
+		}
+	}
+	lane, err := s.lanes.acquire(ctx, len(text), r.batching)
+	if err != nil {
+		return r.fallback(ReasonEmbedError, text, err)
+	}
+	d := r.decide(ctx, text, c.logger)
+	release(lane)
+	if s.cacheOn && text != "" {
+		c.cache.put(r, text, &d)
+	}
+	return d
+}
+
+// sessionOfBody is the request's session key: set on ctx (the
+// x-autorouter-session header, or WithSession), else the body's
+// metadata.session_id.
+func sessionOfBody(ctx context.Context, body *openai.Body) string {
+	if k := sessionOf(ctx); k != "" {
+		return k
+	}
+	md := body.Field("metadata")
+	if len(md) == 0 || md[0] != '{' {
+		return ""
+	}
+	for k, v := range openai.Members(md) {
+		if string(k) == "session_id" && len(v) > 1 && v[0] == '"' && len(v) <= maxSessionKeyBytes+2 {
+			return openai.Unquote(v)
+		}
+	}
+	return ""
 }
 
 // routingTextOf extracts the text an API's request is routed on.
@@ -155,7 +217,7 @@ func (s *Snapshot) Call(ctx context.Context, api upstream.API, body *openai.Body
 	if r := s.routers[target]; r != nil {
 		text, ok := routingTextOf(api, body, r.window, r.maxChars)
 		if ok {
-			dec = r.decide(ctx, text, s.client.logger)
+			dec = s.decide(ctx, r, text, sessionOfBody(ctx, body))
 		} else {
 			dec = r.fallback(ReasonNoUserMessage, "", nil)
 		}

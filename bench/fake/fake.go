@@ -1,7 +1,9 @@
 // Package fake is a fast local stand-in for an OpenAI-compatible provider,
 // the upstream every proxy in the bench harness forwards to. Its latency,
 // response size and stream chunking are configurable so that runs can model
-// a quick or a slow provider.
+// a quick or a slow provider. A request whose model is one of the fault
+// names (fault-500, fault-hang, ...; see faults.go) gets that misbehaviour
+// instead, so one fake process serves the reliability attacks too.
 package fake
 
 import (
@@ -25,13 +27,24 @@ type Options struct {
 	Chunks int
 	// ChunkDelay is the pause between stream events.
 	ChunkDelay time.Duration
+
+	// FaultEvery is the pause between the events of the paced fault
+	// streams (fault-slowstream, fault-pace); 0 means 400 ms.
+	FaultEvery time.Duration
+	// FaultEvents is how many content events a paced fault stream sends
+	// before it finishes; 0 means 10 (4 s at the default pace).
+	FaultEvents int
+	// HugeBytes is the size of the fault-huge answers; 0 means 80 MB.
+	HugeBytes int
 }
 
 // Validate reports options that cannot produce a response.
 func (o Options) Validate() error {
 	switch {
-	case o.Latency < 0 || o.ChunkDelay < 0:
-		return fmt.Errorf("fake upstream: latency %v and chunk delay %v must not be negative", o.Latency, o.ChunkDelay)
+	case o.Latency < 0 || o.ChunkDelay < 0 || o.FaultEvery < 0:
+		return fmt.Errorf("fake upstream: latency %v, chunk delay %v and fault pace %v must not be negative", o.Latency, o.ChunkDelay, o.FaultEvery)
+	case o.FaultEvents < 0 || o.HugeBytes < 0:
+		return fmt.Errorf("fake upstream: fault events %d and huge answer size %d must not be negative", o.FaultEvents, o.HugeBytes)
 	case o.ContentBytes < 1:
 		return fmt.Errorf("fake upstream: content size %d must be at least 1 byte", o.ContentBytes)
 	case o.Chunks < 1 || o.Chunks > o.ContentBytes:
@@ -41,11 +54,13 @@ func (o Options) Validate() error {
 }
 
 // Server answers POST /v1/chat/completions (and /chat/completions) like an
-// OpenAI provider, and GET /health with 200.
+// OpenAI provider, and GET /health with 200. GET /faults reports what the
+// fault modes saw (Stats) and POST /faults/reset forgets it.
 type Server struct {
 	opts   Options
 	chunks []string // stream content pieces, JSON-escaped
 	body   string   // non-stream body with %s for the model
+	faults faultLog
 }
 
 // New prepares a server with opts.
@@ -54,7 +69,17 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	content := strings.Repeat("lorem ipsum ", opts.ContentBytes/12+1)[:opts.ContentBytes]
+	if opts.FaultEvery == 0 {
+		opts.FaultEvery = 400 * time.Millisecond
+	}
+	if opts.FaultEvents == 0 {
+		opts.FaultEvents = 10
+	}
+	if opts.HugeBytes == 0 {
+		opts.HugeBytes = 80 << 20
+	}
 	s := &Server{opts: opts}
+	s.faults.reset()
 	per := len(content) / opts.Chunks
 	for i := range opts.Chunks {
 		end := (i + 1) * per
@@ -73,6 +98,10 @@ func New(opts Options) (*Server, error) {
 type request struct {
 	Model  string `json:"model"`
 	Stream bool   `json:"stream"`
+	// User tags a fault request so that its connection's fate can be
+	// looked up in Stats (OpenAI's end-user id field, which proxies
+	// forward unchanged).
+	User string `json:"user"`
 }
 
 // Handle is the fasthttp handler.
@@ -80,6 +109,14 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	switch {
 	case path == "/health":
+		ctx.SetBodyString("ok")
+		return
+	case path == "/faults" && ctx.IsGet():
+		ctx.SetContentType("application/json")
+		ctx.SetBody(s.faults.stats())
+		return
+	case path == "/faults/reset" && ctx.IsPost():
+		s.faults.reset()
 		ctx.SetBodyString("ok")
 		return
 	case path != "/v1/chat/completions" && path != "/chat/completions":
@@ -94,6 +131,10 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("application/json")
 		ctx.SetStatusCode(fasthttp.StatusBadRequest)
 		ctx.SetBodyString(`{"error":{"message":"body must be a JSON chat request with a model","type":"invalid_request_error"}}`)
+		return
+	}
+	if f, ok := faults[req.Model]; ok {
+		s.fault(ctx, f, &req)
 		return
 	}
 	model, _ := json.Marshal(req.Model)

@@ -144,6 +144,21 @@ type RouterSettings struct {
 	// streaming attempts.
 	StreamTimeout Duration `yaml:"stream_timeout" json:"stream_timeout,omitempty"`
 
+	// DecisionCacheEntries bounds the routing-decision cache, which routes
+	// a user turn seen before (an agent loop resending it) without running
+	// the encoder. 0 means the default (10000); a negative value turns the
+	// cache off. DecisionCacheBytes bounds its memory; 0 means 32 MiB.
+	DecisionCacheEntries int   `yaml:"decision_cache_entries" json:"decision_cache_entries,omitempty"`
+	DecisionCacheBytes   int64 `yaml:"decision_cache_bytes" json:"decision_cache_bytes,omitempty"`
+	// SessionAffinity keeps a session's first routing decision for its
+	// following requests (the session key is the x-autorouter-session
+	// header, else metadata.session_id) for SessionTTL (default 30 min),
+	// unless the router changes; MaxSessions bounds the sessions kept per
+	// replica (default 100000).
+	SessionAffinity bool     `yaml:"session_affinity" json:"session_affinity,omitempty"`
+	SessionTTL      Duration `yaml:"session_ttl" json:"session_ttl,omitempty"`
+	MaxSessions     int      `yaml:"max_sessions" json:"max_sessions,omitempty"`
+
 	// RedisHost, RedisPort and RedisPassword (or RedisURL) name a Redis
 	// server that replicas share cooldowns through.
 	RedisHost     string `yaml:"redis_host" json:"redis_host,omitempty"`

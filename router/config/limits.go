@@ -59,6 +59,15 @@ type Limits struct {
 	// stream; a larger one ends the stream with an error event. Default 4 MiB.
 	MaxSSEEventBytes int `yaml:"max_sse_event_bytes" json:"max_sse_event_bytes,omitempty"`
 
+	// MaxConcurrentRouting bounds routing embeddings running at once on an
+	// encoder without micro-batching (waiting requests queue). Default: the
+	// number of CPUs.
+	MaxConcurrentRouting int `yaml:"max_concurrent_routing" json:"max_concurrent_routing,omitempty"`
+	// LongPromptChars is the routing text length, in bytes, from which an
+	// embedding counts as long: long ones may hold all but one CPU at once,
+	// so a burst of them never starves short prompts. Default 1024.
+	LongPromptChars int `yaml:"long_prompt_chars" json:"long_prompt_chars,omitempty"`
+
 	// MaxRouterUtterances bounds the utterances of one auto router.
 	// Default 100000.
 	MaxRouterUtterances int `yaml:"max_router_utterances" json:"max_router_utterances,omitempty"`
@@ -83,6 +92,7 @@ const (
 	DefaultMaxQueuedEmbeddings  = 64
 	DefaultMaxSSEEventBytes     = 4 << 20
 	DefaultMaxRouterUtterances  = 100_000
+	DefaultLongPromptChars      = 1024
 	DefaultMaxRouterFileBytes   = 64 << 20
 	DefaultMaxUtteranceChars    = 8192
 	maxConfiguredLimitMB        = 1 << 14
@@ -137,6 +147,12 @@ func (l Limits) WithDefaults(openFiles int) Limits {
 	}
 	if l.MaxSSEEventBytes == 0 {
 		l.MaxSSEEventBytes = DefaultMaxSSEEventBytes
+	}
+	if l.MaxConcurrentRouting == 0 {
+		l.MaxConcurrentRouting = runtime.GOMAXPROCS(0)
+	}
+	if l.LongPromptChars == 0 {
+		l.LongPromptChars = DefaultLongPromptChars
 	}
 	if l.MaxRouterUtterances == 0 {
 		l.MaxRouterUtterances = DefaultMaxRouterUtterances
@@ -204,6 +220,8 @@ func (l Limits) Validate() error {
 		{"max_router_utterances", float64(l.MaxRouterUtterances), 1 << 26},
 		{"max_router_file_bytes", float64(l.MaxRouterFileBytes), 1 << 34},
 		{"max_utterance_chars", float64(l.MaxUtteranceChars), 1 << 24},
+		{"max_concurrent_routing", float64(l.MaxConcurrentRouting), 1 << 16},
+		{"long_prompt_chars", float64(l.LongPromptChars), 1 << 30},
 	} {
 		if !(c.v >= 0) || c.v > c.max {
 			return fmt.Errorf("general_settings.%s %g: want 0 (the default) or a positive number up to %g", c.key, c.v, c.max)

@@ -38,6 +38,12 @@ type RouterFile struct {
 	// so that a short follow-up stays on its conversation's route. Default 1
 	// (only the last user message, as LiteLLM does).
 	ConversationWindow int `json:"conversation_window,omitempty"`
+	// MaxEmbedTokens, when set, embeds only the first N tokens of a long
+	// routing text, or its first and last N/2 with LongText "head_tail".
+	// Off by default, so LiteLLM's semantics stay exact (the model's own
+	// limit, 256 tokens for all-MiniLM-L6-v2, still applies).
+	MaxEmbedTokens int    `json:"max_embed_tokens,omitempty"`
+	LongText       string `json:"long_text,omitempty"`
 
 	// Path is where the file was read from ("" for inline configs).
 	Path string `json:"-"`
@@ -69,6 +75,12 @@ const (
 	ScoringSimilarity = "similarity"
 	// ScoringClassifier scores routes with a trained softmax head.
 	ScoringClassifier = "classifier"
+)
+
+// How a text longer than max_embed_tokens is cut.
+const (
+	LongTextHead     = "head"
+	LongTextHeadTail = "head_tail"
 )
 
 // Aggregations of a router.json.
@@ -253,8 +265,16 @@ func (rf *RouterFile) Validate(lim Limits) error {
 	if rf.Aggregation != "" && !slices.Contains(Aggregations, rf.Aggregation) {
 		return fmt.Errorf("aggregation %q: want \"mean\", \"max\" or \"sum\"", rf.Aggregation)
 	}
-	if rf.TopK < 0 || rf.MaxTextChars < 0 || rf.ConversationWindow < 0 {
-		return errors.New("top_k, max_text_chars and conversation_window must not be negative")
+	if rf.TopK < 0 || rf.MaxTextChars < 0 || rf.ConversationWindow < 0 || rf.MaxEmbedTokens < 0 {
+		return errors.New("top_k, max_text_chars, conversation_window and max_embed_tokens must not be negative")
+	}
+	if rf.MaxEmbedTokens == 1 || rf.MaxEmbedTokens == 2 {
+		return errors.New("max_embed_tokens: want 3 or more (it counts [CLS] and [SEP]), or 0 for no bound")
+	}
+	switch rf.LongText {
+	case "", LongTextHead, LongTextHeadTail:
+	default:
+		return fmt.Errorf("long_text %q: want %q (the first max_embed_tokens tokens) or %q (the first and last halves)", rf.LongText, LongTextHead, LongTextHeadTail)
 	}
 	if len(rf.Routes) == 0 {
 		return errors.New("no routes: add at least one route with utterances")

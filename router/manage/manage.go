@@ -587,6 +587,15 @@ func Start(ctx context.Context, file *config.Config, o StartOptions) (*Manager, 
 			}
 		}
 	}
+	rdb, err := store.RedisFromSettings(ctx, file.RouterSettings)
+	if err != nil {
+		logger.Error("redis unavailable; cooldowns and sessions stay per replica", "err", err)
+	} else if rdb != nil {
+		store.ShareCooldowns(ctx, rdb, o.Router.Cooldowns, logger)
+		o.Router.Sessions = store.NewSessionStore(rdb, logger)
+		logger.Info("sharing cooldowns and session decisions through redis")
+		go func() { <-ctx.Done(); rdb.Close() }()
+	}
 	c, err := router.New(ctx, startCfg, o.Router)
 	if err != nil && startCfg != file {
 		logger.Error("stored models do not load together; starting on the config file and adding them one by one", "err", err)
@@ -605,13 +614,6 @@ func Start(ctx context.Context, file *config.Config, o StartOptions) (*Manager, 
 			logger.Error("applying stored models failed", "err", err)
 		}
 		go m.Run(ctx, o.Interval)
-	}
-	if rdb, err := store.RedisFromSettings(ctx, file.RouterSettings); err != nil {
-		logger.Error("redis unavailable; cooldowns stay per replica", "err", err)
-	} else if rdb != nil {
-		store.ShareCooldowns(ctx, rdb, o.Router.Cooldowns, logger)
-		logger.Info("sharing cooldowns through redis")
-		go func() { <-ctx.Done(); rdb.Close() }()
 	}
 	return m, c, nil
 }

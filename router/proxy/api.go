@@ -55,6 +55,9 @@ func (s *Server) begin(ctx *fasthttp.RequestCtx, snap *router.Snapshot, endpoint
 	*rs = reqState{s: s, id: s.reqID.Add(1), start: time.Now(), endpoint: endpoint, api: api, fctx: ctx, snap: snap, model: "none",
 		body: body, buf: buf}
 	rs.ctx, rs.cancel = context.WithCancelCause(context.Background())
+	if k := ctx.Request.Header.Peek("x-autorouter-session"); len(k) > 0 && len(k) <= 256 {
+		rs.ctx = router.WithSession(rs.ctx, string(k))
+	}
 	if tc, ok := ctx.Conn().(*trackedConn); ok {
 		rs.conn = tc
 		tc.enter()
@@ -268,6 +271,14 @@ func setRoutingHeaders(h *fasthttp.ResponseHeader, dec *router.Decision, resp *u
 			route = "default"
 		}
 		h.Set("x-autorouter-route", route)
+		switch {
+		case dec.Session:
+			h.Set("x-autorouter-cache", "session")
+		case dec.Cached:
+			h.Set("x-autorouter-cache", "hit")
+		default:
+			h.Set("x-autorouter-cache", "miss")
+		}
 		var b [16]byte
 		h.SetBytesV("x-autorouter-score", strconv.AppendFloat(b[:0], float64(dec.Score), 'f', 4, 32))
 	}

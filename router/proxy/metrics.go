@@ -35,7 +35,7 @@ type metrics struct {
 // latencyBuckets span 100 µs to 60 s, in seconds.
 var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
-func newMetrics(current func() *router.Snapshot) *metrics {
+func newMetrics(current func() *router.Snapshot, client func() *router.Client) *metrics {
 	reg := prometheus.NewRegistry()
 	hist := func(name, help string) prometheus.Histogram {
 		h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: latencyBuckets})
@@ -58,6 +58,22 @@ func newMetrics(current func() *router.Snapshot) *metrics {
 		ttfb:     hist("autorouter_stream_ttfb_seconds", "Time from request to the first streamed byte sent to the client."),
 		latency:  hist("autorouter_request_seconds", "Total request latency."),
 	}
+	cache := func(pick func(router.CacheStats) uint64) func() float64 {
+		return func() float64 {
+			if c := client(); c != nil {
+				return float64(pick(c.CacheStats()))
+			}
+			return 0
+		}
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "autorouter_decision_cache_hits_total",
+			Help: "Routing decisions served from the decision cache."}, cache(func(s router.CacheStats) uint64 { return s.Hits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "autorouter_decision_cache_misses_total",
+			Help: "Routing decisions the decision cache did not hold."}, cache(func(s router.CacheStats) uint64 { return s.Misses })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "autorouter_decision_cache_evictions_total",
+			Help: "Decisions evicted from the decision cache to stay within its bounds."}, cache(func(s router.CacheStats) uint64 { return s.Evictions })),
+	)
 	reg.MustRegister(m.requests, m.fallbacks, m.inFlight, m.rejected, &cooldownCollector{current: current},
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		// The heap allocation counters let load tests compute allocations

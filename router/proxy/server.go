@@ -82,7 +82,7 @@ func New(opts Options) *Server {
 	lim := opts.Limits.WithDefaults(opts.OpenFiles)
 	s := &Server{logger: logger, limits: lim, started: time.Now(), gone: newGoneWatcher(),
 		embedSlots: make(chan struct{}, lim.MaxConcurrentEmbeddings), streams: map[*reqState]struct{}{}}
-	s.metrics = newMetrics(s.current)
+	s.metrics = newMetrics(s.current, s.Client)
 	s.copyBufs.New = func() any { b := make([]byte, 16<<10); return &b }
 	s.srv = &fasthttp.Server{
 		Handler:               s.handle,

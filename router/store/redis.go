@@ -154,3 +154,43 @@ func (s *SharedCooldowns) loadExisting(ctx context.Context) {
 		}
 	}
 }
+
+// SessionStore shares session-affinity decisions between replicas through
+// Redis (router.SessionStore): keys expire with the session's TTL, reads
+// wait at most 50 ms and writes never hold a request.
+type SessionStore struct {
+	rdb    *redis.Client
+	logger *slog.Logger
+}
+
+// NewSessionStore returns a session store on rdb.
+func NewSessionStore(rdb *redis.Client, logger *slog.Logger) *SessionStore {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &SessionStore{rdb: rdb, logger: logger}
+}
+
+const sessionPrefix = "autorouter:session:"
+
+// Get returns a session's decision, if another replica stored one.
+func (s *SessionStore) Get(ctx context.Context, key string) ([]byte, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	b, err := s.rdb.Get(ctx, sessionPrefix+key).Bytes()
+	if err != nil {
+		return nil, false
+	}
+	return b, true
+}
+
+// Set stores a session's decision in the background.
+func (s *SessionStore) Set(_ context.Context, key string, value []byte, ttl time.Duration) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.rdb.Set(ctx, sessionPrefix+key, value, ttl).Err(); err != nil {
+			s.logger.Warn("redis: could not share a session decision", "err", err)
+		}
+	}()
+}

@@ -450,3 +450,35 @@ func TestCancelAfterAnswerKeepsPoolHealthy(t *testing.T) {
 		resp.Close()
 	}
 }
+
+// TestChunkedStreamCutMidChunk: an upstream that dies in the middle of a
+// chunk has cut its stream off, like one that ends between events.
+func TestChunkedStreamCutMidChunk(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		ev := "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n40\r\ndata: {\"choi", len(ev), ev)
+		time.Sleep(50 * time.Millisecond)
+		c.Close()
+	}()
+	p := newPool(t, chatConfig("http://"+ln.Addr().String(), "router_settings:\n  num_retries: 0\n"))
+	resp, err := p.Do(context.Background(), "gpt", chatRequest(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Close()
+	resp.Events.Next()
+	if _, err := resp.Events.Next(); !errors.Is(err, ErrCutOff) {
+		t.Fatalf("err = %v, want ErrCutOff", err)
+	}
+}

@@ -329,7 +329,9 @@ func (b *Body) readLocked(p []byte) (int, error) {
 	}
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			err = errors.New("the upstream closed the connection in the middle of the answer")
+			// A chunked stream cut in the middle of a chunk is as cut off as
+			// one that ends between events.
+			return n, fmt.Errorf("%w: the upstream closed the connection in the middle of the answer", ErrCutOff)
 		}
 		return n, b.ioError("reading the answer", err)
 	}
