@@ -12,6 +12,7 @@ import (
 	"github.com/autorouter/autorouter/embed"
 	"github.com/autorouter/autorouter/router/config"
 	"github.com/autorouter/autorouter/router/openai"
+	"github.com/autorouter/autorouter/router/translate"
 	"github.com/autorouter/autorouter/router/upstream"
 )
 
@@ -189,6 +190,12 @@ func sessionOfBody(ctx context.Context, body *openai.Body) string {
 // routingTextOf extracts the text an API's request is routed on.
 func routingTextOf(api upstream.API, body *openai.Body, window, maxChars int) (string, bool) {
 	switch api {
+	case upstream.Responses:
+		text, ok := translate.ResponsesRoutingText(body.Field("input"))
+		return truncateRunes(text, maxCharsOr(maxChars), false), ok
+	case upstream.Messages:
+		text, ok := translate.MessagesRoutingText(body.Field("messages"))
+		return truncateRunes(text, maxCharsOr(maxChars), false), ok
 	case upstream.Completions:
 		p := body.Field("prompt")
 		if len(p) == 0 || p[0] != '"' {
@@ -225,7 +232,7 @@ func (s *Snapshot) Call(ctx context.Context, api upstream.API, body *openai.Body
 	} else if !s.pool.Has(target) {
 		return nil, dec, s.modelError(target)
 	}
-	resp, err := s.pool.Do(ctx, target, &upstream.Request{API: api, Stream: body.Stream, Body: body, Raw: body.Raw()})
+	resp, err := s.pool.Do(ctx, target, &upstream.Request{API: api, Stream: body.Stream, Body: body, Raw: body.Raw(), Model: body.Model})
 	return resp, dec, err
 }
 

@@ -24,6 +24,7 @@ targets=(
   "./router/config FuzzParse"
   "./router/config FuzzParseRouter"
   "./router/upstream FuzzEvents"
+  "./router/translate FuzzTranslateRequests"
   "./embed FuzzEncode"
 )
 failed=0

@@ -112,6 +112,13 @@ type ModelInfo struct {
 	MaxBatch    int      `yaml:"max_batch" json:"max_batch,omitempty"`
 	BatchWindow Duration `yaml:"batch_window" json:"batch_window,omitempty"`
 
+	// SupportsResponsesAPI says whether the upstream serves OpenAI's
+	// Responses API (/responses) itself; when it does not, Responses
+	// requests are translated to chat completions. nil means yes for
+	// OpenAI's own API (no api_base, or api.openai.com) and no for every
+	// other OpenAI-compatible server.
+	SupportsResponsesAPI *bool `yaml:"supports_responses_api" json:"supports_responses_api,omitempty"`
+
 	// MockDelay delays a mock deployment's answer (and its stream events).
 	MockDelay Duration `yaml:"mock_delay" json:"mock_delay,omitempty"`
 	// MockStatus makes a mock deployment fail every request with this status.
@@ -209,6 +216,9 @@ const (
 	ProviderLocal      = "local"
 	ProviderMock       = "mock"
 	ProviderOpenAI     = "openai"
+	// ProviderAnthropic speaks Anthropic's Messages API at api_base
+	// (default https://api.anthropic.com/v1).
+	ProviderAnthropic = "anthropic"
 )
 
 // IsAutoRouter reports whether the deployment is an auto router.

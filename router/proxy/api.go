@@ -135,7 +135,12 @@ func (rs *reqState) fail(err error) {
 	if c := context.Cause(rs.ctx); c != nil && errors.Is(c, errClientGone) {
 		err = errClientGone
 	}
-	ae := writeError(rs.fctx, err)
+	var ae *apiError
+	if rs.api == upstream.Messages {
+		ae = writeAnthropicError(rs.fctx, err)
+	} else {
+		ae = writeError(rs.fctx, err)
+	}
 	rs.status, rs.err = ae.status, err
 	rs.end()
 }
@@ -153,9 +158,15 @@ func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, snap *router.Snapshot, endpo
 		return
 	}
 	rs.model = modelLabel(snap, rs.body.Model)
-	if api == upstream.Chat {
+	switch api {
+	case upstream.Chat, upstream.Messages:
 		if m := rs.body.Field("messages"); len(m) == 0 || m[0] != '[' || len(m) < 3 {
 			rs.fail(badRequest("messages", "missing required field: messages (a non-empty array)"))
+			return
+		}
+	case upstream.Responses:
+		if in := rs.body.Field("input"); len(in) == 0 || string(in) == "null" {
+			rs.fail(badRequest("input", "missing required field: input (a string or a list of input items)"))
 			return
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -57,6 +58,12 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: 499, typ: "client_closed_request", msg: "the client closed the request"}
 	case errors.Is(err, router.ErrUnknownModel):
 		return &apiError{status: 404, typ: "invalid_request_error", param: "model", code: "model_not_found", msg: err.Error()}
+	case errors.Is(err, upstream.ErrBadRequest):
+		var fe *openai.FieldError
+		if errors.As(err, &fe) {
+			return badRequest(fe.Param, "%s", fe.Error())
+		}
+		return badRequest("model", "%s", err.Error())
 	case errors.Is(err, router.ErrWrongAPI):
 		return badRequest("model", "%s", err.Error())
 	case errors.Is(err, upstream.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
@@ -95,6 +102,45 @@ func writeError(ctx *fasthttp.RequestCtx, err error) *apiError {
 		ctx.Response.Header.Set("Retry-After", strconv.Itoa(ae.retryAfter))
 	}
 	b, _ := json.Marshal(body)
+	ctx.SetBody(b)
+	return ae
+}
+
+// writeAnthropicError writes err in Anthropic's error envelope, for the
+// Messages API's clients: {"type":"error","error":{"type","message"}}.
+func writeAnthropicError(ctx *fasthttp.RequestCtx, err error) *apiError {
+	ae := toAPIError(err)
+	if ae.status == 499 {
+		ctx.SetStatusCode(499)
+		ctx.SetConnectionClose()
+		return ae
+	}
+	typ := "api_error"
+	switch ae.status {
+	case 400, 413:
+		typ = "invalid_request_error"
+	case 401:
+		typ = "authentication_error"
+	case 403:
+		typ = "permission_error"
+	case 404:
+		typ = "not_found_error"
+	case 429:
+		typ = "rate_limit_error"
+	case 503, 529:
+		typ = "overloaded_error"
+	}
+	msg := ae.msg
+	if ae.param != "" && !strings.HasPrefix(msg, ae.param) {
+		msg = ae.param + ": " + msg
+	}
+	b, _ := json.Marshal(map[string]any{"type": "error", "error": map[string]string{"type": typ, "message": msg}})
+	ctx.Response.ResetBody()
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.SetStatusCode(ae.status)
+	if ae.retryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(ae.retryAfter))
+	}
 	ctx.SetBody(b)
 	return ae
 }

@@ -284,6 +284,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.serveAPI(ctx, snap, "/v1/chat/completions", upstream.Chat)
 	case trimmed == "/completions" && string(method) == "POST":
 		s.serveAPI(ctx, snap, "/v1/completions", upstream.Completions)
+	case trimmed == "/responses" && string(method) == "POST":
+		s.serveAPI(ctx, snap, "/v1/responses", upstream.Responses)
+	case trimmed == "/messages" && string(method) == "POST":
+		s.serveAPI(ctx, snap, "/v1/messages", upstream.Messages)
 	case trimmed == "/embeddings" && string(method) == "POST":
 		s.embeddings(ctx, snap)
 	case trimmed == "/models" && string(method) == "GET":
@@ -295,7 +299,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	default:
 		snap.Release()
 		writeError(ctx, &apiError{status: 404, typ: "invalid_request_error", code: "not_found",
-			msg: fmt.Sprintf("no endpoint %s %s; see /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /route", method, path)})
+			msg: fmt.Sprintf("no endpoint %s %s; see /v1/chat/completions, /v1/responses, /v1/messages, /v1/completions, /v1/embeddings, /v1/models, /route", method, path)})
 	}
 }
 

@@ -41,6 +41,10 @@ func newMock(p config.LiteLLMParams, info config.ModelInfo) *mock {
 type mockInput struct {
 	MockResponse *string          `json:"mock_response"`
 	Messages     []openai.Message `json:"messages"`
+	Tools        []openai.Tool    `json:"tools"`
+	StreamOpts   *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
 	Prompt       json.RawMessage  `json:"prompt"`
 	Input        json.RawMessage  `json:"input"`
 	Dimensions   int              `json:"dimensions"`
@@ -74,8 +78,19 @@ func (m *mock) respond(ctx context.Context, d *Deployment, req *Request, maxEven
 	created := time.Now().Unix()
 	words := strings.Fields(text)
 	usage := openai.Usage{PromptTokens: prompt, CompletionTokens: len(words), TotalTokens: prompt + len(words)}
+	// With function tools offered and no tool result yet, the mock calls
+	// the first tool, with arguments made from its schema, so that clients'
+	// tool round trips can be tried with no model.
+	var call *openai.ToolCall
+	if len(in.Tools) > 0 && (len(in.Messages) == 0 || in.Messages[len(in.Messages)-1].Role != "tool") {
+		f := in.Tools[0].Function
+		call = &openai.ToolCall{ID: "call_" + id, Type: "function", Function: openai.FunctionCall{Name: f.Name, Arguments: string(mockArguments(f.Parameters))}}
+	}
 	switch req.API {
 	case Chat:
+		if call != nil {
+			return m.toolCall(ctx, req, d, id, created, call, usage, maxEvent)
+		}
 		if !req.Stream {
 			return jsonResponse(openai.ChatCompletion{ID: "chatcmpl-" + id, Object: "chat.completion", Created: created, Model: d.Model,
 				Choices: []openai.ChatChoice{{Message: openai.ReplyMessage{Role: "assistant", Content: text}, FinishReason: "stop"}},
@@ -95,6 +110,10 @@ func (m *mock) respond(ctx context.Context, d *Deployment, req *Request, maxEven
 		}
 		stop := "stop"
 		chunk(openai.Delta{}, &stop)
+		if in.StreamOpts != nil && in.StreamOpts.IncludeUsage {
+			events = appendData(events, openai.ChatChunk{ID: "chatcmpl-" + id, Object: "chat.completion.chunk", Created: created, Model: d.Model,
+				Choices: []openai.ChunkChoice{}, Usage: &usage})
+		}
 		return m.stream(ctx, req, append(events, []byte("data: [DONE]\n\n")), maxEvent)
 	case Completions:
 		if !req.Stream {
@@ -129,6 +148,69 @@ func (m *mock) respond(ctx context.Context, d *Deployment, req *Request, maxEven
 		return jsonResponse(out)
 	}
 	return nil, fmt.Errorf("deployment %s: the mock provider does not answer %s", d.ID, req.API.Path())
+}
+
+// toolCall answers with a call of a function tool.
+func (m *mock) toolCall(ctx context.Context, req *Request, d *Deployment, id string, created int64, call *openai.ToolCall, usage openai.Usage, maxEvent int) (*Response, error) {
+	finish := "tool_calls"
+	if !req.Stream {
+		return jsonResponse(openai.ChatCompletion{ID: "chatcmpl-" + id, Object: "chat.completion", Created: created, Model: d.Model,
+			Choices: []openai.ChatChoice{{Message: openai.ReplyMessage{Role: "assistant", ToolCalls: []openai.ToolCall{*call}}, FinishReason: finish}},
+			Usage:   &usage})
+	}
+	zero := 0
+	var events [][]byte
+	chunk := func(delta openai.Delta, finish *string) {
+		events = appendData(events, openai.ChatChunk{ID: "chatcmpl-" + id, Object: "chat.completion.chunk", Created: created, Model: d.Model,
+			Choices: []openai.ChunkChoice{{Delta: delta, FinishReason: finish}}})
+	}
+	chunk(openai.Delta{Role: "assistant", ToolCalls: []openai.ToolCall{{Index: &zero, ID: call.ID, Type: "function", Function: openai.FunctionCall{Name: call.Function.Name}}}}, nil)
+	chunk(openai.Delta{ToolCalls: []openai.ToolCall{{Index: &zero, Function: openai.FunctionCall{Arguments: call.Function.Arguments}}}}, nil)
+	chunk(openai.Delta{}, &finish)
+	events = appendData(events, openai.ChatChunk{ID: "chatcmpl-" + id, Object: "chat.completion.chunk", Created: created, Model: d.Model,
+		Choices: []openai.ChunkChoice{}, Usage: &usage})
+	return m.stream(ctx, req, append(events, []byte("data: [DONE]\n\n")), maxEvent)
+}
+
+// mockArguments makes a JSON object that a tool's JSON Schema accepts:
+// each property set to a value of its type.
+func mockArguments(schema json.RawMessage) json.RawMessage {
+	var s struct {
+		Properties map[string]struct {
+			Type any   `json:"type"`
+			Enum []any `json:"enum"`
+		} `json:"properties"`
+	}
+	if json.Unmarshal(schema, &s) != nil {
+		return json.RawMessage(`{}`)
+	}
+	args := map[string]any{}
+	for name, p := range s.Properties {
+		if len(p.Enum) > 0 {
+			args[name] = p.Enum[0]
+			continue
+		}
+		t, _ := p.Type.(string)
+		if ts, ok := p.Type.([]any); ok && len(ts) > 0 {
+			t, _ = ts[0].(string)
+		}
+		switch t {
+		case "number", "integer":
+			args[name] = 1
+		case "boolean":
+			args[name] = true
+		case "array":
+			args[name] = []any{}
+		case "object":
+			args[name] = map[string]any{}
+		case "null":
+			args[name] = nil
+		default:
+			args[name] = "mock"
+		}
+	}
+	b, _ := json.Marshal(args)
+	return b
 }
 
 // mockVector is a deterministic unit vector for a text, so that the same

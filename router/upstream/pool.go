@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/openai"
+	"github.com/autorouter/autorouter/router/translate"
 )
 
 // API is the wire API of a request, which decides its path upstream and
@@ -71,9 +74,55 @@ type Request struct {
 	// Body writes the body of each attempt.
 	Body BodyWriter
 	// Raw is the body as the client sent it, which a mock deployment
-	// answers from (its mock_response override, its prompt).
+	// answers from (its mock_response override, its prompt), and which is
+	// translated for upstreams that speak only chat completions.
 	Raw []byte
+	// Model is the model the client asked for, which a translated
+	// Messages answer names.
+	Model string
+
+	// chat is Raw translated to chat completions, made on first need.
+	chat    *openai.Body
+	chatErr error
+	echo    translate.ResponsesEcho
 }
+
+// chatBody is the request translated to chat completions.
+func (r *Request) chatBody() (*openai.Body, error) {
+	if r.chat != nil || r.chatErr != nil {
+		return r.chat, r.chatErr
+	}
+	var raw []byte
+	switch r.API {
+	case Responses:
+		raw, r.chatErr = translate.ResponsesToChat(r.Raw)
+		r.echo = translate.EchoOf(r.Raw)
+	case Messages:
+		raw, r.chatErr = translate.MessagesToChat(r.Raw)
+	default:
+		return nil, fmt.Errorf("upstream: %s cannot be translated", r.API.Path())
+	}
+	if r.chatErr == nil {
+		r.chat, r.chatErr = openai.ParseBody(raw)
+	}
+	if r.chatErr != nil {
+		r.chatErr = &badRequest{r.chatErr}
+	}
+	return r.chat, r.chatErr
+}
+
+// badRequest is a request no deployment can serve as it is (a 400): Do
+// returns it at once instead of retrying.
+type badRequest struct{ err error }
+
+func (e *badRequest) Error() string { return e.err.Error() }
+func (e *badRequest) Unwrap() error { return e.err }
+
+// ErrBadRequest marks errors of requests that cannot be served as they
+// are; the error wrapped names the field.
+var ErrBadRequest = errors.New("upstream: bad request")
+
+func (e *badRequest) Is(target error) bool { return target == ErrBadRequest }
 
 // Response is a deployment's answer. Close it when done; until then it
 // holds an upstream connection.
@@ -140,6 +189,9 @@ type Deployment struct {
 
 	ep            endpoint
 	urls          [numAPIs]string
+	// native says which APIs the upstream serves itself; Responses and
+	// Messages requests to one that serves only chat are translated.
+	native        [numAPIs]bool
 	auth          string // "Bearer <key>", or ""
 	timeout       time.Duration
 	streamTimeout time.Duration
@@ -274,11 +326,29 @@ func (p *Pool) newDeployment(cfg *config.Config, d *config.Deployment, i int, re
 	dep.health = p.cool.health(dep.ID)
 	if dep.Provider == config.ProviderMock {
 		dep.mock = newMock(params, d.ModelInfo)
+		// The mock answers chat, completions and embeddings itself, and
+		// the other APIs through the same translation real chat-only
+		// upstreams get.
+		dep.native[Chat], dep.native[Completions], dep.native[Embeddings] = true, true, true
 		return dep, nil
 	}
 	base := params.APIBase
-	if base == "" {
-		base = "https://api.openai.com/v1"
+	switch {
+	case dep.Provider == config.ProviderAnthropic:
+		if base == "" {
+			base = "https://api.anthropic.com/v1"
+		}
+		dep.native[Messages] = true
+	default:
+		if base == "" {
+			base = "https://api.openai.com/v1"
+		}
+		dep.native[Chat], dep.native[Completions], dep.native[Embeddings] = true, true, true
+		official := params.APIBase == "" || strings.Contains(params.APIBase, "api.openai.com")
+		dep.native[Responses] = official
+		if s := d.ModelInfo.SupportsResponsesAPI; s != nil {
+			dep.native[Responses] = *s
+		}
 	}
 	ep, err := p.t.endpoint(base)
 	if err != nil {
@@ -290,6 +360,9 @@ func (p *Pool) newDeployment(cfg *config.Config, d *config.Deployment, i int, re
 	}
 	if k := params.APIKey.Value(); k != "" {
 		dep.auth = "Bearer " + k
+		if dep.Provider == config.ProviderAnthropic {
+			dep.auth = k // sent as x-api-key
+		}
 	}
 	return dep, nil
 }
@@ -439,6 +512,9 @@ func (p *Pool) Do(ctx context.Context, model string, req *Request) (*Response, e
 			if cerr := ctx.Err(); cerr != nil {
 				return nil, &Error{Model: model, Attempts: attempts, Err: fmt.Errorf("%w (%v)", cerr, err)}
 			}
+			if errors.Is(err, ErrBadRequest) {
+				return nil, err
+			}
 			last = err
 			var se *statusError
 			wait := p.backoffFor(n)
@@ -521,6 +597,9 @@ func parseRetryAfter(v string) (time.Duration, bool) {
 // attempt sends one request to one deployment. It returns a response the
 // client may see (success or a non-retryable 4xx) or an error to retry.
 func (p *Pool) attempt(ctx context.Context, d *Deployment, req *Request) (*Response, error) {
+	if !d.native[req.API] {
+		return p.translated(ctx, d, req)
+	}
 	d.inFlight.Add(1)
 	if d.mock != nil {
 		resp, err := d.mock.respond(ctx, d, req, p.maxEvent)
@@ -536,7 +615,13 @@ func (p *Pool) attempt(ctx context.Context, d *Deployment, req *Request) (*Respo
 	freq.Header.SetMethod(fasthttp.MethodPost)
 	freq.Header.SetContentType("application/json")
 	freq.Header.SetUserAgent("autorouter")
-	if d.auth != "" {
+	switch {
+	case d.Provider == config.ProviderAnthropic:
+		if d.auth != "" {
+			freq.Header.Set("x-api-key", d.auth)
+		}
+		freq.Header.Set("anthropic-version", "2023-06-01")
+	case d.auth != "":
 		freq.Header.Set(fasthttp.HeaderAuthorization, d.auth)
 	}
 	dl := deadlines{total: d.timeout}
