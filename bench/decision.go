@@ -13,6 +13,8 @@ import (
 	"github.com/autorouter/autorouter/bench/report"
 	"github.com/autorouter/autorouter/embed"
 	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/openai"
 	"github.com/autorouter/autorouter/simd"
 )
 
@@ -168,7 +170,59 @@ func (h *harness) decision(ctx context.Context) error {
 	int8 := p50[key{"model_int8.onnx", 32}]
 	fp32 := p50[key{"model.onnx", 32}]
 	fmt.Fprintf(&b, "int8 vs fp32 at 32 tokens: %s faster.\n", report.Ratio(float64(fp32), float64(int8)))
+	cached, fresh, err := h.cachedDecision(ctx, sentences, n)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(&b, "\nThe whole decision through the library (`router.Client.Route`, the example router, int8, a 32-token prompt): fresh p50 %s; the same text again, from the decision cache, p50 %s.\n", report.Ms(fresh), micro(cached))
+	h.goal("cached decision p50", "≤ 20 µs", micro(cached), cached > 0 && cached <= 20*time.Microsecond)
 	h.section(b.String())
 	h.goal("routing decision, 32 tokens, int8", "far below LiteLLM's 100–500 ms", fmt.Sprintf("p50 %s (%s faster than 100 ms)", report.Ms(int8), report.Ratio(float64(100*time.Millisecond), float64(int8))), int8 > 0 && int8 < 100*time.Millisecond)
 	return nil
+}
+
+func micro(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d.Nanoseconds())/1000) }
+
+// cachedDecision times router.Client.Route on the example router: a fresh
+// decision (cache off) and a cached one (the same text again).
+func (h *harness) cachedDecision(ctx context.Context, sentences []string, n int) (cached, fresh time.Duration, err error) {
+	cfg, err := config.Load(filepath.Join(h.o.repo, "cmd", "autorouter", "example", "config.yaml"), config.Options{})
+	if err != nil {
+		return 0, 0, err
+	}
+	c, err := router.New(ctx, cfg, router.Options{ModelsDir: h.o.models, CacheDir: filepath.Join(h.o.work, "cache-decision")})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	enc, err := embed.NewONNX(embed.ONNXOptions{ModelDir: filepath.Join(h.o.models, "all-MiniLM-L6-v2")})
+	if err != nil {
+		return 0, 0, err
+	}
+	text, _, err := textOfTokens(enc.Tokenizer(), sentences, 32)
+	enc.Close()
+	if err != nil {
+		return 0, 0, err
+	}
+	var freshs, hits []time.Duration
+	for i := range n + 3 {
+		msgs := []openai.Message{openai.UserMessage(fmt.Sprintf("%s %d", text, i))}
+		t0 := time.Now()
+		if _, err := c.Route(ctx, "auto", msgs); err != nil {
+			return 0, 0, err
+		}
+		t1 := time.Now()
+		d, err := c.Route(ctx, "auto", msgs)
+		if err != nil {
+			return 0, 0, err
+		}
+		t2 := time.Now()
+		if !d.Cached {
+			return 0, 0, fmt.Errorf("the second decision for the same text was not cached")
+		}
+		if i >= 3 {
+			freshs, hits = append(freshs, t1.Sub(t0)), append(hits, t2.Sub(t1))
+		}
+	}
+	return load.Percentile(hits, 50), load.Percentile(freshs, 50), nil
 }

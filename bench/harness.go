@@ -116,6 +116,7 @@ func (h *harness) run(ctx context.Context) error {
 		{"routed", h.routed},
 		{"scale", h.scale},
 		{"quality", h.quality},
+		{"agent", h.agent},
 		{"reliability", h.reliability},
 	}
 	for _, s := range steps {

@@ -6,7 +6,7 @@
 // disconnects, reloads and shutdown under load), and writes
 // bench/REPORT.md with a latency-percentile plot.
 //
-//	go run ./bench [--quick] [--sections overhead,decision,routed,scale,quality,reliability]
+//	go run ./bench [--quick] [--sections overhead,decision,routed,scale,quality,agent,reliability]
 //
 // Go micro-benchmarks stay next to their code (go test -bench); this harness
 // is for end-to-end and cross-process figures.
@@ -55,7 +55,7 @@ type options struct {
 	keep     bool
 }
 
-var allSections = []string{"overhead", "decision", "routed", "scale", "quality", "reliability"}
+var allSections = []string{"overhead", "decision", "routed", "scale", "quality", "agent", "reliability"}
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "upstream" {
