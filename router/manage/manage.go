@@ -279,7 +279,9 @@ type Input struct {
 // Add validates a new model, stores it and applies it; with dryRun it
 // only validates. It returns the stored row, with its new id.
 func (m *Manager) Add(ctx context.Context, in Input, by string, dryRun bool) (store.Row, error) {
-	row := store.Row{ID: uuid.NewString(), ModelName: in.ModelName, Params: in.Params, Info: in.Info}
+	now := time.Now().UTC()
+	row := store.Row{ID: uuid.NewString(), ModelName: in.ModelName, Params: in.Params, Info: in.Info,
+		CreatedAt: now, UpdatedAt: now, CreatedBy: by, UpdatedBy: by}
 	if in.Info.ID != "" {
 		row.ID = in.Info.ID
 	}
@@ -305,6 +307,7 @@ func (m *Manager) Update(ctx context.Context, id string, patch Patch, by string)
 		if err != nil {
 			return nil, store.Change{}, err
 		}
+		r.UpdatedAt, r.UpdatedBy = time.Now().UTC(), by
 		rows = slices.Clone(rows)
 		rows[i], out = r, r
 		return rows, store.Change{Put: []store.Row{r}}, nil
