@@ -39,38 +39,26 @@ func agentBody(model, prompt string, conv, k int) []byte {
 // conversations, their requests one after another, as an agent does.
 func agentLoad(ctx context.Context, url string, prompts []string, conc, convs int) (reqPerSec float64, errs int, first error) {
 	client := load.Client(conc)
-	var next, failed atomic.Int64
+	var failed atomic.Int64
 	var mu sync.Mutex
-	var wg sync.WaitGroup
 	start := time.Now()
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				conv := int(next.Add(1)) - 1
-				if conv >= convs || ctx.Err() != nil {
-					return
+	load.Each(ctx, conc, convs, func(conv int) {
+		// A different opening turn per conversation, so only the loop's
+		// resends can hit the cache.
+		prompt := fmt.Sprintf("%s (task %d)", prompts[conv%len(prompts)], conv)
+		for k := range agentTurns {
+			body := agentBody("auto", prompt, conv, k)
+			s := load.Do(ctx, client, load.Request{URL: url, Body: func(int) []byte { return body }}, 0, time.Now())
+			if s.Err != nil {
+				failed.Add(1)
+				mu.Lock()
+				if first == nil {
+					first = s.Err
 				}
-				// A different opening turn per conversation, so only the
-				// loop's resends can hit the cache.
-				prompt := fmt.Sprintf("%s (task %d)", prompts[conv%len(prompts)], conv)
-				for k := range agentTurns {
-					body := agentBody("auto", prompt, conv, k)
-					s := load.Do(ctx, client, load.Request{URL: url, Body: func(int) []byte { return body }}, 0, time.Now())
-					if s.Err != nil {
-						failed.Add(1)
-						mu.Lock()
-						if first == nil {
-							first = s.Err
-						}
-						mu.Unlock()
-					}
-				}
+				mu.Unlock()
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	el := time.Since(start)
 	return float64(convs*agentTurns-int(failed.Load())) / el.Seconds(), int(failed.Load()), first
 }
@@ -231,39 +219,26 @@ func (h *harness) agent(ctx context.Context) error {
 // when mixed, and returns short and long latencies apart.
 func mixedLoad(ctx context.Context, url string, prompts []string, long string, mixed bool, conc, n int) (short, longs []time.Duration, el time.Duration) {
 	client := load.Client(conc)
-	var next atomic.Int64
 	var mu sync.Mutex
-	var wg sync.WaitGroup
 	start := time.Now()
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				isLong := mixed && i%5 == 4
-				text := fmt.Sprintf("%s (%d)", prompts[i%len(prompts)], i)
-				if isLong {
-					text = fmt.Sprintf("%s (%d)", long, i)
-				}
-				body, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{{"role": "user", "content": text}}})
-				s := load.Do(ctx, client, load.Request{URL: url, Body: func(int) []byte { return body }}, i, time.Now())
-				if s.Err != nil {
-					continue
-				}
-				mu.Lock()
-				if isLong {
-					longs = append(longs, s.Total)
-				} else {
-					short = append(short, s.Total)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	load.Each(ctx, conc, n, func(i int) {
+		isLong := mixed && i%5 == 4
+		text := fmt.Sprintf("%s (%d)", prompts[i%len(prompts)], i)
+		if isLong {
+			text = fmt.Sprintf("%s (%d)", long, i)
+		}
+		body, _ := json.Marshal(map[string]any{"model": "auto", "messages": []map[string]string{{"role": "user", "content": text}}})
+		s := load.Do(ctx, client, load.Request{URL: url, Body: func(int) []byte { return body }}, i, time.Now())
+		if s.Err != nil {
+			return
+		}
+		mu.Lock()
+		if isLong {
+			longs = append(longs, s.Total)
+		} else {
+			short = append(short, s.Total)
+		}
+		mu.Unlock()
+	})
 	return short, longs, time.Since(start)
 }

@@ -362,17 +362,22 @@ func (a answer) String() string {
 	return fmt.Sprintf("%d in %s", a.status, secs(a.took))
 }
 
+// post sends body as JSON to url with the bench key.
+func (r *relRun) post(ctx context.Context, c *http.Client, url string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header = r.auth.Clone()
+	req.Header.Set("Content-Type", "application/json")
+	return c.Do(req)
+}
+
 // do POSTs body to base+path with the bench key; a stream's events are
 // read to their end.
 func (r *relRun) do(ctx context.Context, c *http.Client, base, path string, body []byte, stream bool) answer {
 	t0 := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
-	if err != nil {
-		return answer{err: err}
-	}
-	req.Header = r.auth.Clone()
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
+	resp, err := r.post(ctx, c, base+path, body)
 	if err != nil {
 		return answer{err: err, took: time.Since(t0)}
 	}
@@ -605,7 +610,7 @@ func dialMany(ctx context.Context, addr string, n, par int, w *connWatch, use fu
 	wg.Wait()
 }
 
-// legitLoad sends healthy requests from conc workers until stop closes.
+// legitLoad sends healthy requests from its workers until stop closes.
 type legitLoad struct {
 	ok, failed atomic.Int64
 	mu         sync.Mutex
@@ -614,15 +619,23 @@ type legitLoad struct {
 }
 
 func (r *relRun) startLegit(ctx context.Context, base string, conc int, stop <-chan struct{}) *legitLoad {
-	l := &legitLoad{done: make(chan struct{})}
 	c := load.Client(conc)
 	c.Timeout = 15 * time.Second
 	req := load.Request{URL: base + "/v1/chat/completions", Header: r.auth, Body: chatBody("ok", false)}
+	return startLoad(ctx, c, []load.Request{req}, conc, 5*time.Millisecond, stop)
+}
+
+// startLoad runs workers that each send one of reqs (worker i the
+// i-th, round robin) over and over, pause apart, until stop closes or ctx
+// ends.
+func startLoad(ctx context.Context, c *http.Client, reqs []load.Request, workers int, pause time.Duration, stop <-chan struct{}) *legitLoad {
+	l := &legitLoad{done: make(chan struct{})}
 	var wg sync.WaitGroup
-	for range conc {
+	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			req := reqs[i%len(reqs)]
 			for {
 				select {
 				case <-stop:
@@ -642,7 +655,9 @@ func (r *relRun) startLegit(ctx context.Context, base string, conc int, stop <-c
 				} else {
 					l.ok.Add(1)
 				}
-				time.Sleep(5 * time.Millisecond)
+				if pause > 0 {
+					time.Sleep(pause)
+				}
 			}
 		}()
 	}
@@ -991,9 +1006,6 @@ func (r *relRun) reload(ctx context.Context, sz relSizes) {
 	defer p.stop()
 	cfgPath := filepath.Join(r.h.o.work, "reliability", "reload.yaml")
 	stop := make(chan struct{})
-	var ok, failed atomic.Int64
-	var firstMu sync.Mutex
-	var first error
 	c := load.Client(clients)
 	c.Timeout = 20 * time.Second
 	reqs := []load.Request{
@@ -1002,33 +1014,7 @@ func (r *relRun) reload(ctx context.Context, sz relSizes) {
 		{URL: base + "/v1/chat/completions", Header: r.auth, Body: chatBody("ok", true), Stream: true},
 		{URL: base + "/v1/chat/completions", Header: r.auth, Body: chatBody("mocked", true), Stream: true},
 	}
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := reqs[i%len(reqs)]
-			for {
-				select {
-				case <-stop:
-					return
-				case <-ctx.Done():
-					return
-				default:
-				}
-				if s := load.Do(ctx, c, req, 0, time.Now()); s.Err != nil {
-					failed.Add(1)
-					firstMu.Lock()
-					if first == nil {
-						first = s.Err
-					}
-					firstMu.Unlock()
-				} else {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
+	traffic := startLoad(ctx, c, reqs, clients, 0, stop)
 	probe := &http.Client{Timeout: 5 * time.Second}
 	applied := 0
 	var applyTimes []string
@@ -1059,8 +1045,8 @@ func (r *relRun) reload(ctx context.Context, sz relSizes) {
 	}
 	sleepCtx(ctx, gap)
 	close(stop)
-	wg.Wait()
-	m := fmt.Sprintf("%d requests ok, %d failed", ok.Load(), failed.Load())
+	ok, failed, first := traffic.wait()
+	m := fmt.Sprintf("%d requests ok, %d failed", ok, failed)
 	if first != nil {
 		m += " (first: " + first.Error() + ")"
 	}
@@ -1072,7 +1058,7 @@ func (r *relRun) reload(ctx context.Context, sz relSizes) {
 	if n := bytes.Count(logb, []byte("reload failed")); n > 0 {
 		m += fmt.Sprintf("; %d failed reloads logged", n)
 	}
-	r.add(name, tried, m, failed.Load() == 0 && ok.Load() > 0 && applied == reloads && reloadErr == nil)
+	r.add(name, tried, m, failed == 0 && ok > 0 && applied == reloads && reloadErr == nil)
 }
 
 // --- 8. graceful shutdown ---
@@ -1169,13 +1155,7 @@ wait:
 // signalling started at its first byte.
 func (r *relRun) streamUntilEnd(ctx context.Context, c *http.Client, base string, body []byte, started chan<- struct{}) answer {
 	t0 := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", bytes.NewReader(body))
-	if err != nil {
-		return answer{err: err}
-	}
-	req.Header = r.auth.Clone()
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
+	resp, err := r.post(ctx, c, base+"/v1/chat/completions", body)
 	if err != nil {
 		return answer{err: err, took: time.Since(t0)}
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/internal/testenv"
 	"github.com/autorouter/autorouter/router/openai"
 	"github.com/autorouter/autorouter/router/upstream"
 )
@@ -51,7 +52,7 @@ func seedConfig(tag string, swap bool, info config.ModelInfo) *config.Config {
 
 func newSeedClient(t *testing.T, cfg *config.Config) *Client {
 	t.Helper()
-	c, err := New(context.Background(), cfg, Options{ModelsDir: modelsDir(t)})
+	c, err := New(context.Background(), cfg, Options{ModelsDir: testenv.ModelsDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestCompletionThroughRouter(t *testing.T) {
 func TestConfigTypoIsAnError(t *testing.T) {
 	cfg := seedConfig("g", false, config.ModelInfo{})
 	cfg.ModelList[0].Params.AutoRouterEmbeddingModel = "minlm"
-	_, err := New(context.Background(), cfg, Options{ModelsDir: modelsDir(t)})
+	_, err := New(context.Background(), cfg, Options{ModelsDir: testenv.ModelsDir(t)})
 	if err == nil || !strings.Contains(err.Error(), `auto_router_embedding_model "minlm" is not a model_name`) {
 		t.Fatalf("err = %v", err)
 	}
@@ -253,7 +254,7 @@ func TestWatchReloadErrorHasPosition(t *testing.T) {
 // TestTwoModelDirectories: local models in different directories load side
 // by side on the one process-wide ONNX Runtime.
 func TestTwoModelDirectories(t *testing.T) {
-	src := filepath.Join(modelsDir(t), "all-MiniLM-L6-v2")
+	src := filepath.Join(testenv.ModelsDir(t), "all-MiniLM-L6-v2")
 	other := filepath.Join(t.TempDir(), "elsewhere", "minilm-copy")
 	if err := os.MkdirAll(other, 0o755); err != nil {
 		t.Fatal(err)

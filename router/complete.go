@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/autorouter/autorouter/router/openai"
+	"github.com/autorouter/autorouter/router/sse"
 	"github.com/autorouter/autorouter/router/upstream"
 )
 
@@ -171,7 +172,7 @@ func (st *Stream) Next() bool {
 			return false
 		}
 		var ok bool
-		st.data, ok = upstream.EventData(st.data[:0], ev)
+		st.data, ok = sse.Data(st.data[:0], ev)
 		if !ok || bytes.Equal(bytes.TrimSpace(st.data), []byte("[DONE]")) {
 			continue
 		}

@@ -12,19 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/autorouter/autorouter/router/internal/testenv"
 	"github.com/autorouter/autorouter/router/openai"
 )
-
-// modelsDir is where scripts/setup.sh builds the local model; tests fail
-// with a hint when it is missing.
-func modelsDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := filepath.Abs(filepath.Join("..", "models"))
-	if _, err := os.Stat(filepath.Join(dir, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
-		t.Fatalf("local model missing (%v); run scripts/setup.sh", err)
-	}
-	return dir
-}
 
 const testRouterJSON = `{
   "encoder_type": "local", "encoder_name": "all-MiniLM-L6-v2",
@@ -72,7 +62,7 @@ func newTestClient(t *testing.T, path, cacheDir string, logs *bytes.Buffer) *Cli
 	if logs != nil {
 		logger = slog.New(slog.NewTextHandler(logs, nil))
 	}
-	c, err := Open(context.Background(), path, Options{Logger: logger, ModelsDir: modelsDir(t), CacheDir: cacheDir})
+	c, err := Open(context.Background(), path, Options{Logger: logger, ModelsDir: testenv.ModelsDir(t), CacheDir: cacheDir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -166,40 +167,47 @@ func readStream(body io.Reader, start time.Time) Sample {
 	}
 }
 
+// Each calls job(i) for i from 0 to n-1 on concurrency workers, each
+// worker taking the next index as soon as its last job returned, and
+// returns when all are done or ctx ends (jobs not started by then are
+// not run).
+func Each(ctx context.Context, concurrency, n int, job func(i int)) {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				job(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // ClosedLoop runs concurrency workers that together send warmup unmeasured
 // requests and then n measured ones, each worker sending its next request
 // as soon as its last one finished.
 func ClosedLoop(ctx context.Context, c *http.Client, r Request, concurrency, warmup, n int) Result {
 	run := func(total int, offset int) Result {
 		var (
-			mu   sync.Mutex
-			res  Result
-			next = make(chan int)
-			wg   sync.WaitGroup
+			mu  sync.Mutex
+			res Result
 		)
-		for range concurrency {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range next {
-					s := Do(ctx, c, r, offset+i, time.Now())
-					mu.Lock()
-					res.add(s)
-					mu.Unlock()
-				}
-			}()
-		}
 		t0 := time.Now()
-	feed:
-		for i := range total {
-			select {
-			case next <- i:
-			case <-ctx.Done():
-				break feed
-			}
-		}
-		close(next)
-		wg.Wait()
+		Each(ctx, concurrency, total, func(i int) {
+			s := Do(ctx, c, r, offset+i, time.Now())
+			mu.Lock()
+			res.add(s)
+			mu.Unlock()
+		})
 		res.Elapsed = time.Since(t0)
 		return res
 	}

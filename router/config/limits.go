@@ -100,28 +100,24 @@ const (
 	maxConfiguredEmbeddingInput = 1 << 20
 )
 
+// orZero sets *p to v when *p is zero.
+func orZero[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
 // WithDefaults returns l with every zero field set to its default.
 // MaxConnections' default needs the open-file limit, which the caller
 // supplies (0 when unknown).
 func (l Limits) WithDefaults(openFiles int) Limits {
-	if l.MaxRequestSizeMB == 0 {
-		l.MaxRequestSizeMB = DefaultMaxRequestSizeMB
-	}
-	if l.MaxResponseSizeMB == 0 {
-		l.MaxResponseSizeMB = DefaultMaxResponseSizeMB
-	}
-	if l.HeaderTimeout == 0 {
-		l.HeaderTimeout = Duration(DefaultHeaderTimeout)
-	}
-	if l.BodyTimeout == 0 {
-		l.BodyTimeout = Duration(DefaultBodyTimeout)
-	}
-	if l.IdleTimeout == 0 {
-		l.IdleTimeout = Duration(DefaultIdleTimeout)
-	}
-	if l.WriteTimeout == 0 {
-		l.WriteTimeout = Duration(DefaultWriteTimeout)
-	}
+	orZero(&l.MaxRequestSizeMB, DefaultMaxRequestSizeMB)
+	orZero(&l.MaxResponseSizeMB, DefaultMaxResponseSizeMB)
+	orZero(&l.HeaderTimeout, Duration(DefaultHeaderTimeout))
+	orZero(&l.BodyTimeout, Duration(DefaultBodyTimeout))
+	orZero(&l.IdleTimeout, Duration(DefaultIdleTimeout))
+	orZero(&l.WriteTimeout, Duration(DefaultWriteTimeout))
 	if l.MaxConnections == 0 {
 		l.MaxConnections = DefaultMaxConnections
 		// Half the descriptors for clients leaves the rest for upstream
@@ -130,39 +126,17 @@ func (l Limits) WithDefaults(openFiles int) Limits {
 			l.MaxConnections = max(16, min(l.MaxConnections, openFiles/2))
 		}
 	}
-	if l.MaxHeaderBytes == 0 {
-		l.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if l.MaxEmbeddingInputs == 0 {
-		l.MaxEmbeddingInputs = DefaultMaxEmbeddingInputs
-	}
-	if l.MaxEmbeddingTokens == 0 {
-		l.MaxEmbeddingTokens = DefaultMaxEmbeddingTokens
-	}
-	if l.MaxConcurrentEmbeddings == 0 {
-		l.MaxConcurrentEmbeddings = runtime.GOMAXPROCS(0)
-	}
-	if l.MaxQueuedEmbeddings == 0 {
-		l.MaxQueuedEmbeddings = DefaultMaxQueuedEmbeddings
-	}
-	if l.MaxSSEEventBytes == 0 {
-		l.MaxSSEEventBytes = DefaultMaxSSEEventBytes
-	}
-	if l.MaxConcurrentRouting == 0 {
-		l.MaxConcurrentRouting = runtime.GOMAXPROCS(0)
-	}
-	if l.LongPromptChars == 0 {
-		l.LongPromptChars = DefaultLongPromptChars
-	}
-	if l.MaxRouterUtterances == 0 {
-		l.MaxRouterUtterances = DefaultMaxRouterUtterances
-	}
-	if l.MaxRouterFileBytes == 0 {
-		l.MaxRouterFileBytes = DefaultMaxRouterFileBytes
-	}
-	if l.MaxUtteranceChars == 0 {
-		l.MaxUtteranceChars = DefaultMaxUtteranceChars
-	}
+	orZero(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	orZero(&l.MaxEmbeddingInputs, DefaultMaxEmbeddingInputs)
+	orZero(&l.MaxEmbeddingTokens, DefaultMaxEmbeddingTokens)
+	orZero(&l.MaxConcurrentEmbeddings, runtime.GOMAXPROCS(0))
+	orZero(&l.MaxQueuedEmbeddings, DefaultMaxQueuedEmbeddings)
+	orZero(&l.MaxSSEEventBytes, DefaultMaxSSEEventBytes)
+	orZero(&l.MaxConcurrentRouting, runtime.GOMAXPROCS(0))
+	orZero(&l.LongPromptChars, DefaultLongPromptChars)
+	orZero(&l.MaxRouterUtterances, DefaultMaxRouterUtterances)
+	orZero(&l.MaxRouterFileBytes, DefaultMaxRouterFileBytes)
+	orZero(&l.MaxUtteranceChars, DefaultMaxUtteranceChars)
 	return l
 }
 

@@ -56,7 +56,7 @@ type Manager struct {
 
 	mu      sync.Mutex // serialises writes and syncs
 	rowsMu  sync.RWMutex
-	rows    []store.Row      // applied stored rows
+	rows    []store.Row             // applied stored rows
 	bad     map[string]store.BadRow // stored rows not applied, by id, and why
 	version int64
 }

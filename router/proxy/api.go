@@ -145,19 +145,30 @@ func (rs *reqState) fail(err error) {
 	rs.end()
 }
 
-// serveAPI serves a chat or text completion: decode, call the library,
-// write the answer.
-func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, snap *router.Snapshot, endpoint string, api upstream.API) {
-	rs := s.begin(ctx, snap, endpoint, api)
+// beginBody begins a request whose JSON body names a model: it reads the
+// body in one pass and fails the request (ok false) when it is not JSON or
+// has no model.
+func (s *Server) beginBody(ctx *fasthttp.RequestCtx, snap *router.Snapshot, endpoint string, api upstream.API) (rs *reqState, ok bool) {
+	rs = s.begin(ctx, snap, endpoint, api)
 	if err := rs.body.Reset(ctx.PostBody()); err != nil {
 		rs.fail(bodyError(err))
-		return
+		return rs, false
 	}
 	if rs.body.Model == "" {
 		rs.fail(badRequest("model", "missing required field: model"))
-		return
+		return rs, false
 	}
 	rs.model = modelLabel(snap, rs.body.Model)
+	return rs, true
+}
+
+// serveAPI serves a chat or text completion: decode, call the library,
+// write the answer.
+func (s *Server) serveAPI(ctx *fasthttp.RequestCtx, snap *router.Snapshot, endpoint string, api upstream.API) {
+	rs, ok := s.beginBody(ctx, snap, endpoint, api)
+	if !ok {
+		return
+	}
 	switch api {
 	case upstream.Chat, upstream.Messages:
 		if m := rs.body.Field("messages"); len(m) == 0 || m[0] != '[' || len(m) < 3 {

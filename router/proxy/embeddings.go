@@ -20,16 +20,10 @@ import (
 // ways: inputs per request, tokens per request, and requests running at
 // once, with a short queue and then 429.
 func (s *Server) embeddings(ctx *fasthttp.RequestCtx, snap *router.Snapshot) {
-	rs := s.begin(ctx, snap, "/v1/embeddings", upstream.Embeddings)
-	if err := rs.body.Reset(ctx.PostBody()); err != nil {
-		rs.fail(bodyError(err))
+	rs, ok := s.beginBody(ctx, snap, "/v1/embeddings", upstream.Embeddings)
+	if !ok {
 		return
 	}
-	if rs.body.Model == "" {
-		rs.fail(badRequest("model", "missing required field: model"))
-		return
-	}
-	rs.model = modelLabel(snap, rs.body.Model)
 	if !snap.IsLocal(rs.body.Model) {
 		resp, _, err := snap.Call(rs.ctx, upstream.Embeddings, &rs.body)
 		if err != nil {

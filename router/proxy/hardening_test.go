@@ -26,6 +26,7 @@ import (
 
 	"github.com/autorouter/autorouter/router"
 	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/internal/testenv"
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.
@@ -64,15 +65,23 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 	return l.Listener.Accept()
 }
 
-func TestAcceptBacksOffWhenOutOfFiles(t *testing.T) {
-	var logs syncBuffer
-	c, err := router.New(context.Background(), mustConfig(t, plainConfig("http://127.0.0.1:1", "")), router.Options{ModelsDir: testModels(t)})
+// loggedServer is a Server for cfgYAML, not yet serving, that logs to
+// logs at debug level.
+func loggedServer(t *testing.T, cfgYAML string, logs *syncBuffer) *Server {
+	t.Helper()
+	c, err := router.New(context.Background(), mustConfig(t, cfgYAML), router.Options{ModelsDir: testenv.ModelsDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	srv := New(Options{Logger: debugLogger(&logs)})
+	t.Cleanup(func() { c.Close() })
+	srv := New(Options{Logger: debugLogger(logs)})
 	srv.SetClient(c)
+	return srv
+}
+
+func TestAcceptBacksOffWhenOutOfFiles(t *testing.T) {
+	var logs syncBuffer
+	srv := loggedServer(t, plainConfig("http://127.0.0.1:1", ""), &logs)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	fl := &flakyListener{Listener: ln}
 	fl.fails.Store(5)
@@ -199,7 +208,9 @@ func TestEmbeddingLimits(t *testing.T) {
 			Embedding []float32
 			Index     int
 		}
-		Usage struct{ PromptTokens int `json:"prompt_tokens"` }
+		Usage struct {
+			PromptTokens int `json:"prompt_tokens"`
+		}
 	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil || resp.StatusCode != 200 || len(got.Data) != 2 || len(got.Data[1].Embedding) != 384 || got.Data[1].Index != 1 || got.Usage.PromptTokens == 0 {
 		t.Fatalf("%d %.200s (%v)", resp.StatusCode, out, err)
@@ -352,13 +363,7 @@ func TestMetrics(t *testing.T) {
 func TestShutdownEndsOpenStreams(t *testing.T) {
 	var logs syncBuffer
 	up := newFakeUpstream(t, sseHandler([]string{`{"first":true}`}, false, make(chan struct{})))
-	c, err := router.New(context.Background(), mustConfig(t, plainConfig(up.URL, "")), router.Options{ModelsDir: testModels(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	srv := New(Options{Logger: debugLogger(&logs)})
-	srv.SetClient(c)
+	srv := loggedServer(t, plainConfig(up.URL, ""), &logs)
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	go srv.Serve(ln)
 	resp, err := http.Post("http://"+ln.Addr().String()+"/v1/chat/completions", "application/json",
@@ -412,7 +417,7 @@ model_list:
 		os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o644)
 	}
 	write("g1", false)
-	c, err := router.Open(context.Background(), filepath.Join(dir, "config.yaml"), router.Options{ModelsDir: testModels(t)})
+	c, err := router.Open(context.Background(), filepath.Join(dir, "config.yaml"), router.Options{ModelsDir: testenv.ModelsDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,39 +430,22 @@ model_list:
 	url := "http://" + ln.Addr().String() + "/v1/chat/completions"
 	body := `{"model":"auto","messages":[{"role":"user","content":"how to code a program in python"}]}`
 	ok := map[string]bool{"g1-claude": true, "g2-gpt41": true}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var served atomic.Int64
-	errs := make(chan string, 16)
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := http.Post(url, "application/json", strings.NewReader(body))
-				if err != nil {
-					errs <- err.Error()
-					return
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				var cc struct {
-					Choices []struct{ Message struct{ Content string } }
-				}
-				json.Unmarshal(b, &cc)
-				if resp.StatusCode != 200 || len(cc.Choices) == 0 || !ok[cc.Choices[0].Message.Content] {
-					errs <- fmt.Sprintf("%d %s", resp.StatusCode, b)
-					return
-				}
-				served.Add(1)
-			}
-		}()
-	}
+	stop := traffic(t, 4, func() error {
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var cc struct {
+			Choices []struct{ Message struct{ Content string } }
+		}
+		json.Unmarshal(b, &cc)
+		if resp.StatusCode != 200 || len(cc.Choices) == 0 || !ok[cc.Choices[0].Message.Content] {
+			return fmt.Errorf("%d %s", resp.StatusCode, b)
+		}
+		return nil
+	})
 	for i := range 6 {
 		if i%2 == 0 {
 			write("g2", true)
@@ -469,13 +457,7 @@ model_list:
 		}
 		time.Sleep(40 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
-	if served.Load() < 10 {
-		t.Fatalf("only %d requests served", served.Load())
+	if served := stop(); served < 10 {
+		t.Fatalf("only %d requests served", served)
 	}
 }

@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/autorouter/autorouter/router"
 	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/internal/testenv"
 	"github.com/autorouter/autorouter/router/manage"
 	"github.com/autorouter/autorouter/router/store"
 )
@@ -74,7 +74,7 @@ func startReplica(t testing.TB, cfgYAML string, st store.Options) *replica {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m, c, err := manage.Start(ctx, cfg, manage.StartOptions{Router: router.Options{ModelsDir: testModels(t)}, Store: &st, Interval: 200 * time.Millisecond})
+	m, c, err := manage.Start(ctx, cfg, manage.StartOptions{Router: router.Options{ModelsDir: testenv.ModelsDir(t)}, Store: &st, Interval: 200 * time.Millisecond})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -98,20 +98,11 @@ func startReplica(t testing.TB, cfgYAML string, st store.Options) *replica {
 	return r
 }
 
+// call is send returning the status code.
 func call(t testing.TB, method, url, key, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	resp, out := send(t, method, url, key, body)
+	return resp.StatusCode, out
 }
 
 // routeOf sends the seed's prompt through a real chat request and returns
@@ -345,28 +336,12 @@ func TestConcurrentWritersAndTraffic(t *testing.T) {
 	if code, out := call(t, "POST", r.base+"/model/new", "sk-admin", seedRouter("how to code a program in [language]")); code != 200 {
 		t.Fatalf("%d %s", code, out)
 	}
-	stop := make(chan struct{})
-	var failed, served atomic.Int64
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if got := routeOf(t, r.base, "how to code a program in python"); strings.HasPrefix(got, "status") {
-					failed.Add(1)
-					t.Errorf("request failed during writes: %s", got)
-					return
-				}
-				served.Add(1)
-			}
-		}()
-	}
+	stop := traffic(t, 3, func() error {
+		if got := routeOf(t, r.base, "how to code a program in python"); strings.HasPrefix(got, "status") {
+			return fmt.Errorf("request failed during writes: %s", got)
+		}
+		return nil
+	})
 	var writes sync.WaitGroup
 	for i := range 6 {
 		writes.Add(1)
@@ -379,13 +354,12 @@ func TestConcurrentWritersAndTraffic(t *testing.T) {
 		}()
 	}
 	writes.Wait()
-	close(stop)
-	wg.Wait()
+	served := stop()
 	_, out := call(t, "GET", r.base+"/v2/model/info?search=extra-", "sk-admin", "")
 	if !strings.Contains(out, `"total_count":6`) {
 		t.Fatalf("not every concurrent write landed: %s", out)
 	}
-	if failed.Load() > 0 || served.Load() == 0 {
-		t.Fatalf("served %d, failed %d", served.Load(), failed.Load())
+	if served == 0 {
+		t.Fatal("no request served during the writes")
 	}
 }

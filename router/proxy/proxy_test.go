@@ -12,11 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/autorouter/autorouter/router"
+	"github.com/autorouter/autorouter/router/internal/testenv"
 )
 
 // fakeUpstream is a local OpenAI-compatible server standing in for a remote
@@ -47,16 +49,6 @@ func okCompletion(w http.ResponseWriter, model string) {
 	fmt.Fprintf(w, `{"id":"x","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"hi from %s"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`, model, model)
 }
 
-// testModels is the local models directory scripts/setup.sh fills.
-func testModels(tb testing.TB) string {
-	tb.Helper()
-	models, _ := filepath.Abs("../../models")
-	if _, err := os.Stat(filepath.Join(models, "all-MiniLM-L6-v2", "model_int8.onnx")); err != nil {
-		tb.Fatalf("local model missing (%v); run scripts/setup.sh", err)
-	}
-	return models
-}
-
 // startProxy serves cfgYAML on a loopback port with the real router and
 // returns its base URL.
 func startProxy(tb testing.TB, cfgYAML string, opts Options) (string, *Server, *router.Client) {
@@ -66,7 +58,7 @@ func startProxy(tb testing.TB, cfgYAML string, opts Options) (string, *Server, *
 	if err := os.WriteFile(path, []byte(cfgYAML), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	c, err := router.Open(context.Background(), path, router.Options{ModelsDir: testModels(tb), Logger: opts.Logger})
+	c, err := router.Open(context.Background(), path, router.Options{ModelsDir: testenv.ModelsDir(tb), Logger: opts.Logger})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -91,9 +83,15 @@ func startProxy(tb testing.TB, cfgYAML string, opts Options) (string, *Server, *
 	return "http://" + ln.Addr().String(), srv, c
 }
 
-func post(t *testing.T, url, key, body string) (*http.Response, string) {
+// post sends a JSON body with key as its bearer token ("" for none).
+func post(t testing.TB, url, key, body string) (*http.Response, string) {
+	return send(t, "POST", url, key, body)
+}
+
+// send makes one request and reads its whole answer.
+func send(t testing.TB, method, url, key, body string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -518,5 +516,38 @@ func TestMockModelsAndReadiness(t *testing.T) {
 			t.Fatalf("%s before SetClient: %v %v, want %d", path, err, r, want)
 		}
 		r.Body.Close()
+	}
+}
+
+// traffic calls fn from n goroutines, each in a loop, until the returned
+// stop is called; stop waits for them and returns how many calls
+// succeeded. A call's error fails the test and ends its goroutine.
+func traffic(t *testing.T, n int, fn func() error) (stop func() int64) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := fn(); err != nil {
+					t.Errorf("under traffic: %v", err)
+					return
+				}
+				served.Add(1)
+			}
+		}()
+	}
+	return func() int64 {
+		close(done)
+		wg.Wait()
+		return served.Load()
 	}
 }

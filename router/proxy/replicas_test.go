@@ -1,85 +1,27 @@
 package proxy
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/autorouter/autorouter/router/internal/testenv"
 	"github.com/autorouter/autorouter/router/store"
 )
-
-// needService returns the URL of a real server scripts/test.sh started;
-// where the servers are required (CI, scripts/test.sh) a missing one
-// fails the test instead of skipping it.
-func needService(t *testing.T, env string) string {
-	t.Helper()
-	v := os.Getenv(env)
-	if v == "" {
-		if os.Getenv("AUTOROUTER_REQUIRE_SERVICES") != "" || os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: scripts/test.sh starts Postgres and Redis (scripts/services.sh) and sets it", env)
-		}
-		t.Skipf("%s not set; run scripts/test.sh, which starts the real servers", env)
-	}
-	return v
-}
-
-// postgresDB creates a database of its own for one test.
-func postgresDB(t *testing.T) string {
-	t.Helper()
-	admin := needService(t, "AUTOROUTER_TEST_POSTGRES_ADMIN_URL")
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connecting to the test Postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "p_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), admin); err == nil {
-			c.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
-			c.Close(context.Background())
-		}
-	})
-	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
-}
-
-// waitFor polls cond until it holds or 5 s pass, and returns how long it took.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("%s: not within 5 s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
 
 // TestReplicasShareRoutersThroughPostgres runs two replicas on one
 // Postgres: a router added through A routes on B within 2 s, a change on
 // B reaches A, and a delete on B takes effect on A.
 func TestReplicasShareRoutersThroughPostgres(t *testing.T) {
-	db := store.Options{URL: postgresDB(t), Secret: "sk-admin"}
+	db := store.Options{URL: testenv.PostgresDB(t), Secret: "sk-admin"}
 	a := startReplica(t, seedFile, db)
 	b := startReplica(t, seedFile, db)
 	if code, out := call(t, "POST", a.base+"/model/new", "sk-admin", seedRouter("how to code a program in [language]")); code != 200 {
 		t.Fatalf("add on A: %d %s", code, out)
 	}
-	took := waitFor(t, "router added on A routing on B", func() bool {
+	took := testenv.WaitFor(t, "router added on A routing on B", func() bool {
 		return routeOf(t, b.base, "how to code a program in python") == "litellm-claude-35"
 	})
 	t.Logf("replica B routed with the router added on A after %v", took)
@@ -95,14 +37,14 @@ func TestReplicasShareRoutersThroughPostgres(t *testing.T) {
 	if code, out := call(t, "PATCH", b.base+"/model/"+id+"/update", "sk-admin", patch); code != 200 {
 		t.Fatalf("update on B: %d %s", code, out)
 	}
-	took = waitFor(t, "update on B reaching A", func() bool {
+	took = testenv.WaitFor(t, "update on B reaching A", func() bool {
 		return routeOf(t, a.base, "how to code a program in python") == "litellm-gpt-4.1"
 	})
 	t.Logf("replica A routed with B's update after %v", took)
 	if code, out := call(t, "POST", b.base+"/model/delete", "sk-admin", `{"id":"`+id+`"}`); code != 200 {
 		t.Fatalf("delete on B: %d %s", code, out)
 	}
-	waitFor(t, "delete on B reaching A", func() bool {
+	testenv.WaitFor(t, "delete on B reaching A", func() bool {
 		code, _ := call(t, "POST", a.base+"/route", "sk-admin", `{"model":"auto_router1","messages":[{"role":"user","content":"x"}]}`)
 		return code == 400
 	})
@@ -124,7 +66,7 @@ func between(s, from, to string) string {
 // TestCooldownSharedThroughRedis: a deployment that replica A puts on
 // cooldown is skipped by replica B too.
 func TestCooldownSharedThroughRedis(t *testing.T) {
-	redisURL := needService(t, "AUTOROUTER_TEST_REDIS_URL")
+	redisURL := testenv.Service(t, "AUTOROUTER_TEST_REDIS_URL")
 	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) { http.Error(w, "down", 500) })
 	cfg := fmt.Sprintf(`
 model_list:
@@ -144,7 +86,7 @@ general_settings:
 	if code, _ := call(t, "POST", a.base+"/v1/chat/completions", "sk-admin", `{"model":"flaky","messages":[{"role":"user","content":"x"}]}`); code != 502 {
 		t.Fatalf("A: %d", code)
 	}
-	took := waitFor(t, "B learning A's cooldown", func() bool {
+	took := testenv.WaitFor(t, "B learning A's cooldown", func() bool {
 		snap := b.client.Acquire()
 		defer snap.Release()
 		for _, d := range snap.Pool().Deployments("flaky") {

@@ -11,12 +11,10 @@ import (
 // router for a chat request, through the same decoding and routing as a
 // real request, and no upstream call.
 func (s *Server) route(ctx *fasthttp.RequestCtx, snap *router.Snapshot) {
-	rs := s.begin(ctx, snap, "/route", upstream.Chat)
-	if err := rs.body.Reset(ctx.PostBody()); err != nil {
-		rs.fail(bodyError(err))
+	rs, ok := s.beginBody(ctx, snap, "/route", upstream.Chat)
+	if !ok {
 		return
 	}
-	rs.model = modelLabel(snap, rs.body.Model)
 	if !snap.IsRouter(rs.body.Model) {
 		rs.fail(badRequest("model", "model %q is not an auto router; /route only dry-runs auto routers (have: %v)", rs.body.Model, snap.Routers()))
 		return

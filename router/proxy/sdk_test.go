@@ -3,41 +3,18 @@ package proxy
 import (
 	"context"
 	"net"
-	"os"
-	"os/exec"
 	"testing"
-	"time"
 
 	"github.com/autorouter/autorouter/router"
 	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/internal/testenv"
 )
 
 // TestOpenAINodeSDK runs the official OpenAI Node SDK (testdata/node)
 // against the real proxy, real router and real local model over loopback.
 func TestOpenAINodeSDK(t *testing.T) {
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is required for the OpenAI SDK test: install Node.js and npm", tool)
-		}
-	}
 	base := startExampleProxy(t, false)
-
-	dir := "testdata/node"
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	install := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	install.Dir = dir
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-	}
-	run := exec.CommandContext(ctx, "node", "--test", "sdk.test.mjs")
-	run.Dir = dir
-	run.Env = append(os.Environ(), "AUTOROUTER_BASE_URL="+base+"/v1", "AUTOROUTER_KEY=sk-1234")
-	out, err := run.CombinedOutput()
-	if err != nil {
-		t.Fatalf("OpenAI Node SDK tests failed: %v\n%s", err, out)
-	}
-	t.Logf("%s", out)
+	runNode(t, "testdata/node", "sdk.test.mjs", "AUTOROUTER_BASE_URL="+base+"/v1", "AUTOROUTER_KEY=sk-1234")
 }
 
 // startExampleProxy serves the example config (an auto router over mock
@@ -56,7 +33,7 @@ func startExampleProxy(tb testing.TB, microBatch bool) string {
 			}
 		}
 	}
-	c, err := router.New(context.Background(), cfg, router.Options{ModelsDir: testModels(tb)})
+	c, err := router.New(context.Background(), cfg, router.Options{ModelsDir: testenv.ModelsDir(tb)})
 	if err != nil {
 		tb.Fatal(err)
 	}

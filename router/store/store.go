@@ -166,34 +166,22 @@ func (s *Store) q(query string) string {
 }
 
 // migrations are applied in order, each in its own transaction; the
-// schema's version is the number applied.
-var migrations = []struct{ sqlite, postgres string }{
-	{
-		sqlite: `CREATE TABLE autorouter_models (
-			model_id TEXT PRIMARY KEY,
-			model_name TEXT NOT NULL,
-			litellm_params TEXT NOT NULL,
-			model_info TEXT NOT NULL,
-			created_at BIGINT NOT NULL,
-			created_by TEXT NOT NULL DEFAULT '',
-			updated_at BIGINT NOT NULL,
-			updated_by TEXT NOT NULL DEFAULT '');
-		CREATE INDEX autorouter_models_name ON autorouter_models (model_name);
-		CREATE TABLE autorouter_state (id INTEGER PRIMARY KEY, version BIGINT NOT NULL);
-		INSERT INTO autorouter_state (id, version) VALUES (1, 0);`,
-		postgres: `CREATE TABLE autorouter_models (
-			model_id TEXT PRIMARY KEY,
-			model_name TEXT NOT NULL,
-			litellm_params JSONB NOT NULL,
-			model_info JSONB NOT NULL,
-			created_at BIGINT NOT NULL,
-			created_by TEXT NOT NULL DEFAULT '',
-			updated_at BIGINT NOT NULL,
-			updated_by TEXT NOT NULL DEFAULT '');
-		CREATE INDEX autorouter_models_name ON autorouter_models (model_name);
-		CREATE TABLE autorouter_state (id INTEGER PRIMARY KEY, version BIGINT NOT NULL);
-		INSERT INTO autorouter_state (id, version) VALUES (1, 0);`,
-	},
+// schema's version is the number applied. A migration is written once
+// with {{json}} where the column type differs: TEXT on SQLite, JSONB on
+// Postgres.
+var migrations = []string{
+	`CREATE TABLE autorouter_models (
+		model_id TEXT PRIMARY KEY,
+		model_name TEXT NOT NULL,
+		litellm_params {{json}} NOT NULL,
+		model_info {{json}} NOT NULL,
+		created_at BIGINT NOT NULL,
+		created_by TEXT NOT NULL DEFAULT '',
+		updated_at BIGINT NOT NULL,
+		updated_by TEXT NOT NULL DEFAULT '');
+	CREATE INDEX autorouter_models_name ON autorouter_models (model_name);
+	CREATE TABLE autorouter_state (id INTEGER PRIMARY KEY, version BIGINT NOT NULL);
+	INSERT INTO autorouter_state (id, version) VALUES (1, 0);`,
 }
 
 // migrate applies the migrations not applied yet. On Postgres an advisory
@@ -227,10 +215,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("store: the database's schema is version %d, newer than this autorouter knows (%d); upgrade autorouter", version, len(migrations))
 	}
 	for i := version; i < len(migrations); i++ {
-		stmt := migrations[i].sqlite
+		jsonType := "TEXT"
 		if s.postgres {
-			stmt = migrations[i].postgres
+			jsonType = "JSONB"
 		}
+		stmt := strings.ReplaceAll(migrations[i], "{{json}}", jsonType)
 		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("store: migration %d: %w", i+1, err)

@@ -2,66 +2,21 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/autorouter/autorouter/router/config"
+	"github.com/autorouter/autorouter/router/internal/testenv"
 )
-
-// needService returns the URL a test server runs at: scripts/test.sh
-// starts Postgres and Redis and exports them. Missing where they are
-// required (CI, scripts/test.sh) is a failure, not a skip.
-func needService(t *testing.T, env string) string {
-	t.Helper()
-	v := os.Getenv(env)
-	if v == "" {
-		if os.Getenv("AUTOROUTER_REQUIRE_SERVICES") != "" || os.Getenv("CI") != "" {
-			t.Fatalf("%s is not set: scripts/test.sh starts Postgres and Redis (scripts/services.sh) and sets it", env)
-		}
-		t.Skipf("%s not set; run scripts/test.sh, which starts the real servers", env)
-	}
-	return v
-}
-
-// freshPostgres creates a database of its own for one test.
-func freshPostgres(t *testing.T) string {
-	t.Helper()
-	admin := needService(t, "AUTOROUTER_TEST_POSTGRES_ADMIN_URL")
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connecting to the test Postgres: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "t_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), admin)
-		if err == nil {
-			c.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
-			c.Close(context.Background())
-		}
-	})
-	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
-}
 
 func backends(t *testing.T) map[string]Options {
 	return map[string]Options{
 		"sqlite":   {Path: filepath.Join(t.TempDir(), "m.db"), Secret: "k"},
-		"postgres": {URL: freshPostgres(t), Secret: "k"},
+		"postgres": {URL: testenv.PostgresDB(t), Secret: "k"},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/autorouter/autorouter/router/openai"
+	"github.com/autorouter/autorouter/router/sse"
 )
 
 // messagesRequest is the part of an Anthropic Messages request the
@@ -343,11 +344,7 @@ func NewMessagesStream(model string) *MessagesStream {
 func (t *MessagesStream) event(dst []byte, typ string, v map[string]any) []byte {
 	v["type"] = typ
 	b, _ := json.Marshal(v)
-	dst = append(dst, "event: "...)
-	dst = append(dst, typ...)
-	dst = append(dst, "\ndata: "...)
-	dst = append(dst, b...)
-	return append(dst, '\n', '\n')
+	return sse.AppendEvent(dst, typ, b)
 }
 
 func (t *MessagesStream) start(dst []byte, c *chatChunk) []byte {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/autorouter/autorouter/router/openai"
+	"github.com/autorouter/autorouter/router/sse"
 )
 
 // Translator turns a chat completions stream into another API's events.
@@ -56,7 +57,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 			continue
 		}
 		var ok bool
-		r.data, ok = eventData(r.data[:0], ev)
+		r.data, ok = sse.Data(r.data[:0], ev)
 		if !ok {
 			continue
 		}
@@ -72,32 +73,6 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// eventData is an event's data lines joined (see upstream.EventData).
-func eventData(dst, event []byte) ([]byte, bool) {
-	ok := false
-	for len(event) > 0 {
-		i := bytes.IndexByte(event, '\n')
-		if i < 0 {
-			i = len(event)
-		}
-		line := event[:i]
-		event = event[min(i+1, len(event)):]
-		v, found := bytes.CutPrefix(line, []byte("data:"))
-		if !found {
-			continue
-		}
-		if len(v) > 0 && v[0] == ' ' {
-			v = v[1:]
-		}
-		if ok {
-			dst = append(dst, '\n')
-		}
-		dst = append(dst, v...)
-		ok = true
-	}
-	return dst, ok
-}
-
 // chatChunk is the part of a chat stream chunk the translations read.
 type chatChunk struct {
 	ID      string `json:"id"`
@@ -110,7 +85,7 @@ type chatChunk struct {
 		} `json:"delta"`
 		FinishReason *string `json:"finish_reason"`
 	} `json:"choices"`
-	Usage *openai.Usage `json:"usage"`
+	Usage *openai.Usage   `json:"usage"`
 	Error json.RawMessage `json:"error"`
 }
 
@@ -152,11 +127,7 @@ func (t *ResponsesStream) event(dst []byte, typ string, fields map[string]any) [
 	fields["sequence_number"] = t.seq
 	t.seq++
 	b, _ := json.Marshal(fields)
-	dst = append(dst, "event: "...)
-	dst = append(dst, typ...)
-	dst = append(dst, "\ndata: "...)
-	dst = append(dst, b...)
-	return append(dst, '\n', '\n')
+	return sse.AppendEvent(dst, typ, b)
 }
 
 func (t *ResponsesStream) response(status string, output []any) map[string]any {

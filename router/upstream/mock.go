@@ -45,9 +45,9 @@ type mockInput struct {
 	StreamOpts   *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	Prompt       json.RawMessage  `json:"prompt"`
-	Input        json.RawMessage  `json:"input"`
-	Dimensions   int              `json:"dimensions"`
+	Prompt     json.RawMessage `json:"prompt"`
+	Input      json.RawMessage `json:"input"`
+	Dimensions int             `json:"dimensions"`
 }
 
 // respond answers req as the mock deployment d.

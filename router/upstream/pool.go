@@ -25,6 +25,7 @@ import (
 
 	"github.com/autorouter/autorouter/router/config"
 	"github.com/autorouter/autorouter/router/openai"
+	"github.com/autorouter/autorouter/router/sse"
 	"github.com/autorouter/autorouter/router/translate"
 )
 
@@ -51,13 +52,13 @@ func (a API) Path() string { return apiPaths[a] }
 func (a API) streamDone(event []byte) bool {
 	switch a {
 	case Responses:
-		t := EventType(event)
+		t := sse.Type(event)
 		return bytes.Equal(t, []byte("response.completed")) || bytes.Equal(t, []byte("response.failed")) ||
-			bytes.Equal(t, []byte("response.incomplete")) || IsDataDone(event)
+			bytes.Equal(t, []byte("response.incomplete")) || sse.IsDone(event)
 	case Messages:
-		return bytes.Equal(EventType(event), []byte("message_stop"))
+		return bytes.Equal(sse.Type(event), []byte("message_stop"))
 	}
-	return IsDataDone(event)
+	return sse.IsDone(event)
 }
 
 // BodyWriter writes a request's JSON body for one deployment: the client's
@@ -187,8 +188,8 @@ type Deployment struct {
 	// every provider but mock is spoken to as an OpenAI-compatible API.
 	Provider string
 
-	ep            endpoint
-	urls          [numAPIs]string
+	ep   endpoint
+	urls [numAPIs]string
 	// native says which APIs the upstream serves itself; Responses and
 	// Messages requests to one that serves only chat are translated.
 	native        [numAPIs]bool

@@ -16,6 +16,7 @@ import (
 
 	"github.com/autorouter/autorouter/router/config"
 	"github.com/autorouter/autorouter/router/openai"
+	"github.com/autorouter/autorouter/router/sse"
 )
 
 // fakeUpstream is a local OpenAI-compatible server standing in for a
@@ -422,7 +423,7 @@ func TestMockStreams(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, _ := EventData(nil, ev)
+		data, _ := sse.Data(nil, ev)
 		var c openai.ChatChunk
 		if json.Unmarshal(data, &c) == nil {
 			text.WriteString(c.Text())

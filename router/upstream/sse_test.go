@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autorouter/autorouter/router/sse"
 )
 
 func readAll(t *testing.T, e *Events) ([]string, error) {
@@ -34,7 +36,7 @@ func TestEventsLineEndings(t *testing.T) {
 		"no last": "data: {\"a\":1}\n\nevent: x\ndata: 2\n\n: ping\n\ndata: [DONE]",
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := NewEvents(strings.NewReader(in), 1<<10, IsDataDone)
+			e := NewEvents(strings.NewReader(in), 1<<10, sse.IsDone)
 			got, err := readAll(t, e)
 			if err != nil {
 				t.Fatal(err)
@@ -47,7 +49,7 @@ func TestEventsLineEndings(t *testing.T) {
 }
 
 func TestEventsCutOff(t *testing.T) {
-	e := NewEvents(strings.NewReader("data: 1\n\ndata: 2\n\n"), 1<<10, IsDataDone)
+	e := NewEvents(strings.NewReader("data: 1\n\ndata: 2\n\n"), 1<<10, sse.IsDone)
 	got, err := readAll(t, e)
 	if !errors.Is(err, ErrCutOff) || len(got) != 2 {
 		t.Fatalf("got %q, %v; want two events then ErrCutOff", got, err)
@@ -63,7 +65,7 @@ func TestEventsBounded(t *testing.T) {
 		"one endless event": io.MultiReader(strings.NewReader("data: a\n"), &repeat{s: "data: more\n"}),
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := NewEvents(r, 64<<10, IsDataDone)
+			e := NewEvents(r, 64<<10, sse.IsDone)
 			done := make(chan error, 1)
 			go func() { _, err := e.Next(); done <- err }()
 			select {
@@ -98,7 +100,7 @@ func (r *repeat) Read(p []byte) (int, error) {
 }
 
 func TestEventsReadyAndPeek(t *testing.T) {
-	e := NewEvents(strings.NewReader("data: 1\n\ndata: 2\n\ndata: [DONE]\n\n"), 1<<10, IsDataDone)
+	e := NewEvents(strings.NewReader("data: 1\n\ndata: 2\n\ndata: [DONE]\n\n"), 1<<10, sse.IsDone)
 	if err := e.Peek(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,25 +113,6 @@ func TestEventsReadyAndPeek(t *testing.T) {
 	}
 }
 
-func TestEventData(t *testing.T) {
-	for _, tc := range []struct{ ev, data string }{
-		{"data: {\"a\":1}\n\n", `{"a":1}`},
-		{"data:x\ndata: y\n\n", "x\ny"},
-		{"event: message_stop\ndata: {}\n\n", "{}"},
-	} {
-		got, ok := EventData(nil, []byte(tc.ev))
-		if !ok || string(got) != tc.data {
-			t.Errorf("EventData(%q) = %q, %v; want %q", tc.ev, got, ok, tc.data)
-		}
-	}
-	if _, ok := EventData(nil, []byte(": ping\n\n")); ok {
-		t.Error("a comment has no data")
-	}
-	if string(EventType([]byte("event: message_stop\ndata: {}\n\n"))) != "message_stop" {
-		t.Error("EventType")
-	}
-}
-
 // FuzzEvents feeds arbitrary bytes to the SSE reader: it must end (EOF,
 // cut-off or too-large), never return an event over the limit, and always
 // frame events with LF line endings and a blank line.
@@ -138,7 +121,7 @@ func FuzzEvents(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		e := NewEvents(bytes.NewReader(in), 256, IsDataDone)
+		e := NewEvents(bytes.NewReader(in), 256, sse.IsDone)
 		for i := 0; ; i++ {
 			if i > len(in)+1 {
 				t.Fatal("more events than input bytes")
