@@ -21,6 +21,7 @@ import (
 	"github.com/autorouter/autorouter/router/manage"
 	"github.com/autorouter/autorouter/router/proxy"
 	"github.com/autorouter/autorouter/router/store"
+	"github.com/autorouter/autorouter/router/ui"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,6 +82,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"serve: " + err.Error()}
 	}
 	srv := proxy.New(proxy.Options{Logger: logger, Limits: lim, OpenFiles: openFileLimit()})
+	// The admin page at /ui shows the progress of router builds, so it is
+	// mounted before the routers load.
+	progress := ui.NewProgress()
+	srv.SetUI(ui.New(ui.Options{Client: srv.Client, Progress: progress, Logger: logger}))
 	ln, err := net.Listen("tcp", net.JoinHostPort(*host, strconv.Itoa(*port)))
 	if err != nil {
 		return fmt.Errorf("listening: %w", err)
@@ -99,7 +104,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		start := time.Now()
 		dbOn, dbOpts := storeOptions(cfg, *dbPath, logger)
 		so := manage.StartOptions{Router: router.Options{LookupEnv: os.LookupEnv, Logger: logger,
-			ModelsDir: *models, CacheDir: *cache, RuntimeLib: *ort}}
+			ModelsDir: *models, CacheDir: *cache, RuntimeLib: *ort, OnProgress: progress.Update}}
 		if dbOn {
 			so.Store = &dbOpts
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,38 +19,6 @@ import (
 	"github.com/autorouter/autorouter/router/manage"
 	"github.com/autorouter/autorouter/router/store"
 )
-
-// seedFile is the config a replica starts from: the seed's target models
-// as mocks, the local encoder, and a master key; routers are added
-// through the API.
-const seedFile = `
-model_list:
-  - model_name: custom-text-embedding-model
-    litellm_params: {model: local/all-MiniLM-L6-v2}
-    model_info: {quantized: true}
-  - model_name: litellm-gpt-4.1
-    litellm_params: {model: mock/gpt-4.1, mock_response: "gpt-4.1 here"}
-  - model_name: litellm-claude-35
-    litellm_params: {model: mock/claude-3-5, mock_response: "claude here"}
-  - model_name: gpt-4o-mini
-    litellm_params: {model: mock/gpt-4o-mini, mock_response: "mini here"}
-general_settings:
-  master_key: sk-admin
-  store_model_in_db: true
-`
-
-// seedRouter is the Auto Router tab's body: auto_router_config as a JSON
-// string, as LiteLLM's UI sends it.
-func seedRouter(utterance string) string {
-	routes := fmt.Sprintf(`{"routes":[{"name":"litellm-gpt-4.1","utterances":["litellm is great"],"description":"positive affirmation","score_threshold":0.5},{"name":"litellm-claude-35","utterances":[%q],"description":"coding assistant","score_threshold":0.5}]}`, utterance)
-	b, _ := json.Marshal(map[string]any{
-		"model_name": "auto_router1",
-		"litellm_params": map[string]any{"model": "auto_router/auto_router1", "auto_router_config": routes,
-			"auto_router_default_model": "gpt-4o-mini", "auto_router_embedding_model": "custom-text-embedding-model"},
-		"model_info": map[string]any{},
-	})
-	return string(b)
-}
 
 // replica is one running proxy with the management API.
 type replica struct {
@@ -101,26 +68,8 @@ func startReplica(t testing.TB, cfgYAML string, st store.Options) *replica {
 // call is send returning the status code.
 func call(t testing.TB, method, url, key, body string) (int, string) {
 	t.Helper()
-	resp, out := send(t, method, url, key, body)
+	resp, out := testenv.Send(t, method, url, key, body)
 	return resp.StatusCode, out
-}
-
-// routeOf sends the seed's prompt through a real chat request and returns
-// the route that answered.
-func routeOf(t testing.TB, base, prompt string) string {
-	t.Helper()
-	req, _ := http.NewRequest("POST", base+"/v1/chat/completions", strings.NewReader(fmt.Sprintf(`{"model":"auto_router1","messages":[{"role":"user","content":%q}]}`, prompt)))
-	req.Header.Set("Authorization", "Bearer sk-admin")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != 200 {
-		return fmt.Sprintf("status %d", resp.StatusCode)
-	}
-	return resp.Header.Get("x-autorouter-route")
 }
 
 func sqlite(t testing.TB) store.Options {
@@ -133,8 +82,8 @@ func sqlite(t testing.TB) store.Options {
 // it still there.
 func TestSeedFlowThroughAPI(t *testing.T) {
 	db := sqlite(t)
-	r := startReplica(t, seedFile, db)
-	code, out := call(t, "POST", r.base+"/model/new", "sk-admin", seedRouter("how to code a program in [language]"))
+	r := startReplica(t, testenv.SeedConfig, db)
+	code, out := call(t, "POST", r.base+"/model/new", "sk-admin", testenv.SeedRouter("how to code a program in [language]"))
 	if code != 200 {
 		t.Fatalf("/model/new: %d %s", code, out)
 	}
@@ -152,7 +101,7 @@ func TestSeedFlowThroughAPI(t *testing.T) {
 	if len(row.ModelID) != 36 || row.ModelInfo.ID != row.ModelID || !row.ModelInfo.DBModel || !strings.Contains(row.Params.Config, "litellm is great") {
 		t.Fatalf("stored row %s", out)
 	}
-	if got := routeOf(t, r.base, "how to code a program in python"); got != "litellm-claude-35" {
+	if got := testenv.RouteOf(t, r.base, "how to code a program in python"); got != "litellm-claude-35" {
 		t.Fatalf("seed prompt routed to %q", got)
 	}
 	// Change the coding route's utterance: the prompt moves.
@@ -162,13 +111,13 @@ func TestSeedFlowThroughAPI(t *testing.T) {
 		t.Fatalf("update: %d %s", code, out)
 	}
 	t.Logf("routing change live %v after the PATCH was sent", time.Since(start))
-	if got := routeOf(t, r.base, "how to code a program in python"); got != "litellm-gpt-4.1" {
+	if got := testenv.RouteOf(t, r.base, "how to code a program in python"); got != "litellm-gpt-4.1" {
 		t.Fatalf("after the update the prompt went to %q", got)
 	}
 	// Restart: the router comes back from the database.
 	r.stop()
-	r2 := startReplica(t, seedFile, db)
-	if got := routeOf(t, r2.base, "how to code a program in python"); got != "litellm-gpt-4.1" {
+	r2 := startReplica(t, testenv.SeedConfig, db)
+	if got := testenv.RouteOf(t, r2.base, "how to code a program in python"); got != "litellm-gpt-4.1" {
 		t.Fatalf("after a restart the prompt went to %q", got)
 	}
 	code, out = call(t, "GET", r2.base+"/model/info", "sk-admin", "")
@@ -199,10 +148,10 @@ func TestSeedFlowThroughAPI(t *testing.T) {
 }
 
 func TestManagementValidation(t *testing.T) {
-	r := startReplica(t, seedFile, sqlite(t))
+	r := startReplica(t, testenv.SeedConfig, sqlite(t))
 	body := func(mut func(p map[string]any)) string {
 		var b map[string]any
-		json.Unmarshal([]byte(seedRouter("how to code a program in [language]")), &b)
+		json.Unmarshal([]byte(testenv.SeedRouter("how to code a program in [language]")), &b)
 		mut(b["litellm_params"].(map[string]any))
 		out, _ := json.Marshal(b)
 		return string(out)
@@ -234,7 +183,7 @@ func TestManagementValidation(t *testing.T) {
 		})
 	}
 	// Dry runs check without storing.
-	if code, out := call(t, "POST", r.base+"/model/validate", "sk-admin", seedRouter("how to code in [language]")); code != 200 || !strings.Contains(out, `"valid":true`) {
+	if code, out := call(t, "POST", r.base+"/model/validate", "sk-admin", testenv.SeedRouter("how to code in [language]")); code != 200 || !strings.Contains(out, `"valid":true`) {
 		t.Fatalf("validate: %d %s", code, out)
 	}
 	if code, out := call(t, "GET", r.base+"/model/info", "sk-admin", ""); strings.Contains(out, "auto_router1") {
@@ -267,7 +216,7 @@ func TestManagementValidation(t *testing.T) {
 	if code, _ := call(t, "POST", r.base+"/model/delete", "sk-admin", `{"id":"no-such-id"}`); code != 404 {
 		t.Fatalf("deleting an unknown id: %d", code)
 	}
-	if code, _ := call(t, "POST", r.base+"/model/new", "", seedRouter("x")); code != 401 {
+	if code, _ := call(t, "POST", r.base+"/model/new", "", testenv.SeedRouter("x")); code != 401 {
 		t.Fatalf("no key: %d", code)
 	}
 }
@@ -279,9 +228,9 @@ func TestManagementOffWithoutKeyOrStore(t *testing.T) {
 	if code, out := call(t, "GET", base+"/model/info", "", ""); code != 403 || !strings.Contains(out, "master_key") {
 		t.Fatalf("no master key: %d %s", code, out)
 	}
-	r := startReplica(t, strings.Replace(seedFile, "  store_model_in_db: true\n", "", 1), sqlite(t))
+	r := startReplica(t, strings.Replace(testenv.SeedConfig, "  store_model_in_db: true\n", "", 1), sqlite(t))
 	r.manager.SetStore(nil)
-	if code, out := call(t, "POST", r.base+"/model/new", "sk-admin", seedRouter("x")); code != 400 || !strings.Contains(out, "store_model_in_db") {
+	if code, out := call(t, "POST", r.base+"/model/new", "sk-admin", testenv.SeedRouter("x")); code != 400 || !strings.Contains(out, "store_model_in_db") {
 		t.Fatalf("store off: %d %s", code, out)
 	}
 }
@@ -292,7 +241,7 @@ func TestManagementOffWithoutKeyOrStore(t *testing.T) {
 func TestSecretsEncryptedAtRest(t *testing.T) {
 	up := newFakeUpstream(t, func(w http.ResponseWriter, r *http.Request, n int64) { okCompletion(w, "x") })
 	db := sqlite(t)
-	r := startReplica(t, seedFile, db)
+	r := startReplica(t, testenv.SeedConfig, db)
 	add := fmt.Sprintf(`{"model_name":"remote","litellm_params":{"model":"openai/gpt-x","api_base":%q,"api_key":"sk-very-secret-upstream"}}`, up.URL)
 	code, out := call(t, "POST", r.base+"/model/new", "sk-admin", add)
 	if code != 200 || strings.Contains(out, "sk-very-secret") {
@@ -322,7 +271,7 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	// Another key cannot read it: the model is left out, with why.
 	other := db
 	other.Secret = "a-different-key"
-	r2 := startReplica(t, seedFile, other)
+	r2 := startReplica(t, testenv.SeedConfig, other)
 	if _, out := call(t, "GET", r2.base+"/model/info", "sk-admin", ""); !strings.Contains(out, "cannot be decrypted") {
 		t.Fatalf("a model whose key cannot be decrypted is not reported: %s", out)
 	}
@@ -332,12 +281,12 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 // the API while clients route requests: every write lands, and no request
 // fails.
 func TestConcurrentWritersAndTraffic(t *testing.T) {
-	r := startReplica(t, seedFile, sqlite(t))
-	if code, out := call(t, "POST", r.base+"/model/new", "sk-admin", seedRouter("how to code a program in [language]")); code != 200 {
+	r := startReplica(t, testenv.SeedConfig, sqlite(t))
+	if code, out := call(t, "POST", r.base+"/model/new", "sk-admin", testenv.SeedRouter("how to code a program in [language]")); code != 200 {
 		t.Fatalf("%d %s", code, out)
 	}
 	stop := traffic(t, 3, func() error {
-		if got := routeOf(t, r.base, "how to code a program in python"); strings.HasPrefix(got, "status") {
+		if got := testenv.RouteOf(t, r.base, "how to code a program in python"); strings.HasPrefix(got, "status") {
 			return fmt.Errorf("request failed during writes: %s", got)
 		}
 		return nil

@@ -85,24 +85,7 @@ func startProxy(tb testing.TB, cfgYAML string, opts Options) (string, *Server, *
 
 // post sends a JSON body with key as its bearer token ("" for none).
 func post(t testing.TB, url, key, body string) (*http.Response, string) {
-	return send(t, "POST", url, key, body)
-}
-
-// send makes one request and reads its whole answer.
-func send(t testing.TB, method, url, key, body string) (*http.Response, string) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return testenv.Send(t, "POST", url, key, body)
 }
 
 func plainConfig(base string, extra string) string {

@@ -16,13 +16,13 @@ import (
 // B reaches A, and a delete on B takes effect on A.
 func TestReplicasShareRoutersThroughPostgres(t *testing.T) {
 	db := store.Options{URL: testenv.PostgresDB(t), Secret: "sk-admin"}
-	a := startReplica(t, seedFile, db)
-	b := startReplica(t, seedFile, db)
-	if code, out := call(t, "POST", a.base+"/model/new", "sk-admin", seedRouter("how to code a program in [language]")); code != 200 {
+	a := startReplica(t, testenv.SeedConfig, db)
+	b := startReplica(t, testenv.SeedConfig, db)
+	if code, out := call(t, "POST", a.base+"/model/new", "sk-admin", testenv.SeedRouter("how to code a program in [language]")); code != 200 {
 		t.Fatalf("add on A: %d %s", code, out)
 	}
 	took := testenv.WaitFor(t, "router added on A routing on B", func() bool {
-		return routeOf(t, b.base, "how to code a program in python") == "litellm-claude-35"
+		return testenv.RouteOf(t, b.base, "how to code a program in python") == "litellm-claude-35"
 	})
 	t.Logf("replica B routed with the router added on A after %v", took)
 	if took > 2*time.Second {
@@ -38,7 +38,7 @@ func TestReplicasShareRoutersThroughPostgres(t *testing.T) {
 		t.Fatalf("update on B: %d %s", code, out)
 	}
 	took = testenv.WaitFor(t, "update on B reaching A", func() bool {
-		return routeOf(t, a.base, "how to code a program in python") == "litellm-gpt-4.1"
+		return testenv.RouteOf(t, a.base, "how to code a program in python") == "litellm-gpt-4.1"
 	})
 	t.Logf("replica A routed with B's update after %v", took)
 	if code, out := call(t, "POST", b.base+"/model/delete", "sk-admin", `{"id":"`+id+`"}`); code != 200 {

@@ -8,6 +8,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -253,6 +254,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if s.serveUI(ctx, string(path)) {
+		return
+	}
+	// A browser opening the server's address lands on the admin page, as
+	// on LiteLLM's proxy; API clients never GET "/".
+	if string(path) == "/" && ctx.IsGet() && s.ui.Load() != nil && bytes.Contains(ctx.Request.Header.Peek("Accept"), []byte("text/html")) {
+		ctx.Redirect("/ui/", fasthttp.StatusFound)
 		return
 	}
 	snap := s.current()

@@ -2,6 +2,8 @@
 // scripts/setup.sh builds and the Postgres, Redis and Chromium that
 // scripts/services.sh starts. Where those parts are required (CI,
 // scripts/test.sh) a missing one fails the test rather than skipping it.
+// It also holds the seed's fixtures (SeedConfig, SeedRouter) and the HTTP
+// helpers the proxy and page tests share.
 package testenv
 
 import (
@@ -102,4 +104,23 @@ func WaitFor(tb testing.TB, what string, cond func() bool) time.Duration {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// Chromium returns the path of the headless browser the page tests drive:
+// AUTOROUTER_TEST_CHROMIUM, else Debian's /usr/bin/chromium. A missing
+// browser fails the test where the real parts are required and skips it
+// otherwise.
+func Chromium(tb testing.TB) string {
+	tb.Helper()
+	path := os.Getenv("AUTOROUTER_TEST_CHROMIUM")
+	if path == "" {
+		path = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(path); err != nil {
+		if Required() {
+			tb.Fatalf("chromium not found at %s (set AUTOROUTER_TEST_CHROMIUM; apt-get install chromium): %v", path, err)
+		}
+		tb.Skipf("chromium not found at %s (set AUTOROUTER_TEST_CHROMIUM to run the browser tests): %v", path, err)
+	}
+	return path
 }

@@ -1,0 +1,80 @@
+// Utterance-embedding progress from GET /ui/api/progress: a strip under
+// the header while any router is being built, and updates for whoever
+// waits on one router (the auto router form while it saves).
+
+import { api } from './http.js';
+import { h, $, fmtInt, fmtDuration } from './dom.js';
+
+const FAST = 400;   // ms between polls while something is being built
+const SLOW = 10000; // ms between polls otherwise
+
+let timer = null;
+let running = false;
+let inflight = false;
+let waiters = 0;
+const listeners = new Set();
+
+// describe says how far a build is, for people.
+export function describe(e) {
+  if (e.finished) return `${fmtInt(e.total)} of ${fmtInt(e.total)} utterances embedded`;
+  const parts = [`${fmtInt(e.done)} of ${fmtInt(e.total)} utterances embedded`];
+  if (e.per_second > 0) parts.push(`${fmtInt(e.per_second)}/s`);
+  if (e.eta_seconds > 0) parts.push(`about ${fmtDuration(e.eta_seconds)} left`);
+  return parts.join(' · ');
+}
+
+function render(entries) {
+  const box = $('#activity');
+  const active = entries.filter((e) => !e.finished);
+  if (!active.length) { box.hidden = true; box.replaceChildren(); return; }
+  box.replaceChildren(...active.map((e) => h('div', {},
+    h('strong', {}, 'Building ' + e.router),
+    h('progress', { max: e.total, value: e.done, 'aria-label': 'Embedding progress of ' + e.router }),
+    h('span', {}, describe(e)))));
+  box.hidden = false;
+}
+
+async function poll() {
+  clearTimeout(timer);
+  timer = null;
+  if (inflight) return; // the poll in flight schedules the next one
+  inflight = true;
+  let entries = [];
+  try {
+    const out = await api('GET', '/ui/api/progress');
+    entries = (out && out.data) || [];
+  } catch (e) {
+    if (e.status === 401) { inflight = false; running = false; render([]); return; }
+  } finally {
+    inflight = false;
+  }
+  render(entries);
+  for (const fn of listeners) fn(entries);
+  if (!running) return;
+  const busy = waiters > 0 || entries.some((e) => !e.finished);
+  timer = setTimeout(poll, busy ? FAST : SLOW);
+}
+
+// startProgress begins polling (after log-in).
+export function startProgress() {
+  if (running) return;
+  running = true;
+  poll();
+}
+
+// stopProgress ends polling (at log-out).
+export function stopProgress() {
+  running = false;
+  clearTimeout(timer);
+  timer = null;
+  render([]);
+}
+
+// watch calls fn with every poll's entries, polling fast, until the
+// returned function is called.
+export function watch(fn) {
+  listeners.add(fn);
+  waiters++;
+  if (running) poll();
+  return () => { listeners.delete(fn); waiters--; };
+}
