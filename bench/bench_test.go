@@ -66,12 +66,7 @@ func TestCLINCSplitAndRoutes(t *testing.T) {
 	if !strings.Contains(err.Error(), "--clinc") {
 		t.Errorf("error %q does not say how to point at the dataset", err)
 	}
-	dir := t.TempDir()
-	b, _ := os.ReadFile("testdata/clinc_small.json")
-	os.WriteFile(filepath.Join(dir, "clinc150_train_val.json"), b, 0o644)
-	if c, err = loadCLINC(dir); err != nil {
-		t.Fatal(err)
-	}
+	c = smallCLINC(t)
 	fit, test := c.split()
 	// Even-indexed rows of each intent (2 + 1) plus oos_train (1) fit;
 	// odd-indexed rows (1 + 1) plus oos_val (2) test.
@@ -108,13 +103,8 @@ func TestCLINCSplitAndRoutes(t *testing.T) {
 // router.json through autorouter's own strict loader, so a format drift
 // fails here rather than halfway through a benchmark run.
 func TestGeneratedConfigLoads(t *testing.T) {
+	c := smallCLINC(t)
 	dir := t.TempDir()
-	b, _ := os.ReadFile("testdata/clinc_small.json")
-	os.WriteFile(filepath.Join(dir, "clinc150_train_val.json"), b, 0o644)
-	c, err := loadCLINC(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	names, utts := c.routes(0)
 	half := 0.5
 	for _, tc := range []struct {
@@ -142,4 +132,21 @@ func TestGeneratedConfigLoads(t *testing.T) {
 			t.Fatalf("scoring %q: want one auto router with 2 routes, got %+v", tc.scoring, g)
 		}
 	}
+}
+
+// smallCLINC loads testdata/clinc_small.json, a few rows in CLINC150's
+// layout, as the harness loads the real file.
+func smallCLINC(t *testing.T) *clinc {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile("testdata/clinc_small.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "clinc150_train_val.json"), b, 0o644)
+	c, err := loadCLINC(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

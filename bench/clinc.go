@@ -97,6 +97,11 @@ func writeJSONL(path string, rows []labelled) error {
 // routerJSON renders a LiteLLM router.json over the given routes. A nil
 // threshold leaves score_threshold null (the encoder's default).
 func routerJSON(names []string, utterances map[string][]string, scoring, aggregation string, threshold *float64) ([]byte, error) {
+	return routerJSONHead(names, utterances, scoring, "", aggregation, threshold)
+}
+
+// routerJSONHead is routerJSON with a classifier head ("" for the default).
+func routerJSONHead(names []string, utterances map[string][]string, scoring, head, aggregation string, threshold *float64) ([]byte, error) {
 	type route struct {
 		Name           string   `json:"name"`
 		Utterances     []string `json:"utterances"`
@@ -106,9 +111,10 @@ func routerJSON(names []string, utterances map[string][]string, scoring, aggrega
 		EncoderType string  `json:"encoder_type"`
 		EncoderName string  `json:"encoder_name"`
 		Scoring     string  `json:"scoring,omitempty"`
+		Head        string  `json:"head,omitempty"`
 		Aggregation string  `json:"aggregation,omitempty"`
 		Routes      []route `json:"routes"`
-	}{EncoderType: "local", EncoderName: "all-MiniLM-L6-v2", Scoring: scoring, Aggregation: aggregation}
+	}{EncoderType: "local", EncoderName: "all-MiniLM-L6-v2", Scoring: scoring, Head: head, Aggregation: aggregation}
 	for _, n := range names {
 		doc.Routes = append(doc.Routes, route{Name: n, Utterances: utterances[n], ScoreThreshold: threshold})
 	}

@@ -103,6 +103,9 @@ func (c *Client) buildRouter(ctx context.Context, cfg *config.Config, d *config.
 		if clf, err = c.classifier(ctx, enc, rf, vecs, dim, rowRoute); err != nil {
 			return nil, 0, err
 		}
+		if clf, err = blendForHead(rf.Head, clf, vecs, rowRoute); err != nil {
+			return nil, 0, err
+		}
 	}
 	ix, err := NewIndex(dim, routes, vecs, rowRoute, IndexOptions{TopK: rf.TopK, Aggregation: agg, Classifier: clf})
 	if err != nil {
@@ -140,7 +143,7 @@ func (c *Client) classifier(ctx context.Context, enc embed.Encoder, rf *config.R
 	}
 	// The version changes with the training defaults, so heads trained
 	// under older defaults are retrained rather than reused.
-	fmt.Fprintf(h, "\x00%s\x00", "head/v3")
+	fmt.Fprintf(h, "\x00%s\x00", "head/v3"+headKey(rf.Head))
 	for _, r := range rf.Routes {
 		fmt.Fprintf(h, "%q", r.Name)
 		for _, u := range r.Utterances {
@@ -160,7 +163,7 @@ func (c *Client) classifier(ctx context.Context, enc embed.Encoder, rf *config.R
 		}
 	}
 	start := time.Now()
-	clf, err := TrainClassifier(ctx, vecs, dim, rowRoute, len(rf.Routes), TrainOptions{})
+	clf, err := TrainClassifier(ctx, vecs, dim, rowRoute, len(rf.Routes), headTrainOptions(rf.Head))
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,11 @@ type RouterFile struct {
 	// or "classifier": a softmax head trained on the utterances, whose route
 	// probabilities are the scores (and score_threshold a probability).
 	Scoring string `json:"scoring,omitempty"`
+	// Head is the classifier of "scoring": "classifier": "linear" (the
+	// default), "mlp" (one hidden layer), or either + "+similarity", which
+	// blends each route's probability with the query's cosine to the
+	// route's nearest utterance (see router.Classifier.WithSimilarity).
+	Head string `json:"head,omitempty"`
 	// Aggregation combines a route's utterances among the top k: "mean"
 	// (default), "max" or "sum".
 	Aggregation string `json:"aggregation,omitempty"`
@@ -76,6 +81,9 @@ const (
 	// ScoringClassifier scores routes with a trained softmax head.
 	ScoringClassifier = "classifier"
 )
+
+// Heads of "scoring": "classifier" (router.json "head").
+var Heads = []string{"linear", "mlp", "linear+similarity", "mlp+similarity"}
 
 // How a text longer than max_embed_tokens is cut.
 const (
@@ -261,6 +269,12 @@ func (rf *RouterFile) Validate(lim Limits) error {
 		}
 	default:
 		return fmt.Errorf("scoring %q: want %q or %q", rf.Scoring, ScoringSimilarity, ScoringClassifier)
+	}
+	if rf.Head != "" && !slices.Contains(Heads, rf.Head) {
+		return fmt.Errorf("head %q: want one of %q", rf.Head, Heads)
+	}
+	if rf.Head != "" && rf.Scoring != ScoringClassifier {
+		return fmt.Errorf("head %q needs \"scoring\": %q", rf.Head, ScoringClassifier)
 	}
 	if rf.Aggregation != "" && !slices.Contains(Aggregations, rf.Aggregation) {
 		return fmt.Errorf("aggregation %q: want \"mean\", \"max\" or \"sum\"", rf.Aggregation)

@@ -1,7 +1,9 @@
 // Package eval measures routing quality on labelled prompts (in-scope
-// accuracy, out-of-scope recall, per-route precision and recall) and fits
-// score thresholds to them. It is offline tooling for 'autorouter eval' and
-// the admin page; the serving path never imports it.
+// accuracy, out-of-scope recall, per-route precision and recall), fits
+// score thresholds to them at an operating point (fit.go), estimates the
+// fit by cross-validation, and sweeps and plots the trade-off between the
+// two rates (curve.go). It is offline tooling for 'autorouter eval', the
+// bench and the admin page; the serving path never imports it.
 package eval
 
 import (
@@ -66,12 +68,22 @@ func predict(ex Example, th map[string]float32) string {
 
 // Evaluate scores examples under thresholds (nil: the routes' own).
 func Evaluate(examples []Example, thresholds map[string]float32) Report {
+	preds := make([]string, len(examples))
+	for i, ex := range examples {
+		preds[i] = predict(ex, thresholds)
+	}
+	return evaluatePredicted(examples, preds)
+}
+
+// evaluatePredicted is Evaluate of given predictions, preds[i] being where
+// examples[i] went ("" fell back).
+func evaluatePredicted(examples []Example, preds []string) Report {
 	r := Report{PerRoute: map[string]RouteQuality{}}
 	correct, fellBack := 0, 0
 	predicted, support, hits := map[string]int{}, map[string]int{}, map[string]int{}
 	confused := map[[2]string]int{}
-	for _, ex := range examples {
-		p := predict(ex, thresholds)
+	for i, ex := range examples {
+		p := preds[i]
 		if ex.Gold == "" {
 			r.OutOfScope++
 			if p == "" {
@@ -116,127 +128,6 @@ func Evaluate(examples []Example, thresholds map[string]float32) Report {
 		return a.Gold+"\x00"+a.Predicted < b.Gold+"\x00"+b.Predicted
 	})
 	return r
-}
-
-// objective is what Fit maximises: in-scope accuracy plus w
-// times out-of-scope recall, so neither can be bought entirely with the
-// other. Data without out-of-scope rows reduces to accuracy.
-func objective(r Report, w float64) float64 {
-	if r.OutOfScope == 0 {
-		return r.InScopeAccuracy
-	}
-	return r.InScopeAccuracy + w*r.OutOfScopeRecall
-}
-
-// FitOptions tunes Fit.
-type FitOptions struct {
-	// GlobalOnly keeps one threshold for every route. Per-route thresholds
-	// fit the data better but overfit when routes have few labelled rows.
-	GlobalOnly bool
-	// OutOfScopeWeight is what a point of out-of-scope recall is worth in
-	// points of in-scope accuracy. Zero, the default, weighs them by their
-	// rows, so the fit maximises the share of all labelled prompts routed
-	// right: labelled data that mirrors traffic gets the best thresholds
-	// for that traffic. 1 counts both rates the same, which favours
-	// out-of-scope recall when out-of-scope rows are few; it finds far
-	// stricter thresholds and costs in-scope accuracy.
-	OutOfScopeWeight float64
-}
-
-// Fit searches thresholds on labelled examples: first the best
-// single threshold for every route, then (unless GlobalOnly) coordinate
-// ascent, one route at a time, over a grid of 0.01. It returns the
-// thresholds and the report they give on the same examples.
-func Fit(examples []Example, routes []string, opts FitOptions) (map[string]float32, Report) {
-	th := make(map[string]float32, len(routes))
-	set := func(v float32) {
-		for _, r := range routes {
-			th[r] = v
-		}
-	}
-	w := opts.OutOfScopeWeight
-	if w <= 0 {
-		var in, out int
-		for _, ex := range examples {
-			if ex.Gold == "" {
-				out++
-			} else {
-				in++
-			}
-		}
-		w = 1
-		if in > 0 {
-			w = float64(out) / float64(in)
-		}
-	}
-	best, bestV := -1.0, float32(0)
-	for i := 0; i <= 100; i++ {
-		set(float32(i) / 100)
-		if o := objective(Evaluate(examples, th), w); o > best {
-			best, bestV = o, float32(i)/100
-		}
-	}
-	set(bestV)
-	if opts.GlobalOnly {
-		return th, Evaluate(examples, th)
-	}
-	// Only examples whose candidates include a route can change with it.
-	touches := map[string][]Example{}
-	for _, ex := range examples {
-		for _, s := range ex.Scores {
-			touches[s.Route] = append(touches[s.Route], ex)
-		}
-	}
-	all := Evaluate(examples, th)
-	wIn, wOut := 0.0, 0.0
-	if all.InScope > 0 {
-		wIn = 1 / float64(all.InScope)
-	}
-	if all.OutOfScope > 0 {
-		wOut = w / float64(all.OutOfScope)
-	}
-	for pass := 0; pass < 2; pass++ {
-		improved := false
-		for _, r := range routes {
-			sub := touches[r]
-			if len(sub) == 0 {
-				continue
-			}
-			cur := th[r]
-			base := localScore(sub, th, wIn, wOut)
-			bestT, bestS := cur, base
-			for i := 0; i <= 100; i++ {
-				th[r] = float32(i) / 100
-				if s := localScore(sub, th, wIn, wOut); s > bestS+1e-12 {
-					bestT, bestS = th[r], s
-				}
-			}
-			th[r] = bestT
-			improved = improved || bestT != cur
-		}
-		if !improved {
-			break
-		}
-	}
-	return th, Evaluate(examples, th)
-}
-
-// localScore is the objective's share from examples: each in-scope hit
-// counts wIn and each out-of-scope fallback wOut, so that summing over a
-// subset ranks threshold changes as the whole objective would.
-func localScore(examples []Example, th map[string]float32, wIn, wOut float64) float64 {
-	var s float64
-	for _, ex := range examples {
-		if predict(ex, th) != ex.Gold {
-			continue
-		}
-		if ex.Gold == "" {
-			s += wOut
-		} else {
-			s += wIn
-		}
-	}
-	return s
 }
 
 // WriteThresholds sets score_threshold of the routes in a router.json file

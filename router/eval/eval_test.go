@@ -23,7 +23,7 @@ func TestFitOutOfScopeWeight(t *testing.T) {
 		weight         float64
 		wantIn, wantOu float64
 	}{
-		{"rows count once (default)", 0, 1, 0},
+		{"default: keeps the current recall (none)", 0, 1, 0},
 		{"rates count the same", 1, 0.5, 1},
 		{"out-of-scope worth little", 0.1, 1, 0},
 		{"out-of-scope worth much", 3, 0.5, 1},

@@ -51,17 +51,32 @@ func ReadRows(r io.Reader, name string) ([]Row, error) {
 }
 
 // Result is an evaluation: the report under the router's thresholds and,
-// when fitted, the fitted thresholds and the report under them.
+// when fitted, the fitted thresholds, the report under them on the same
+// rows and its cross-validated estimate on rows the fit did not see.
 type Result struct {
 	Before     Report             `json:"before"`
 	After      *Report            `json:"after,omitempty"`
 	Thresholds map[string]float32 `json:"thresholds,omitempty"`
+	// CrossValidated is After estimated by k-fold cross-validation: what
+	// to expect on new prompts. Nil without a fit or with too few rows.
+	CrossValidated *Report `json:"cross_validated,omitempty"`
+	// Fit says what the fit optimised and whether it met its target.
+	Fit *FitSummary `json:"fit,omitempty"`
+	// Curve is in-scope accuracy against out-of-scope recall for one
+	// threshold shared by every route, swept over [0,1].
+	Curve []CurvePoint `json:"curve,omitempty"`
 }
 
 // Run routes every row through the auto router model of c (as real
 // requests are routed, in batches) and measures it; with fit set it also
-// fits thresholds. It is what 'autorouter eval' and the admin page run.
+// fits thresholds (see FitCV). It is what 'autorouter eval' and the admin
+// page run.
 func Run(ctx context.Context, c *router.Client, model string, rows []Row, fit *FitOptions) (Result, error) {
+	if fit != nil {
+		if err := fit.Validate(); err != nil {
+			return Result{}, fmt.Errorf("fit: %w", err)
+		}
+	}
 	cfg := c.Config()
 	g := cfg.Group(model)
 	if len(g) == 0 || g[0].Params.AutoRouterConfig == nil {
@@ -86,10 +101,10 @@ func Run(ctx context.Context, c *router.Client, model string, rows []Row, fit *F
 	for i, d := range decisions {
 		examples[i] = Example{Scores: d.Scores, Gold: rows[i].Route}
 	}
-	res := Result{Before: Evaluate(examples, nil)}
+	res := Result{Before: Evaluate(examples, nil), Curve: Curve(examples, routes)}
 	if fit != nil {
-		th, after := Fit(examples, routes, *fit)
-		res.After, res.Thresholds = &after, th
+		f := FitCV(examples, routes, *fit)
+		res.After, res.Thresholds, res.CrossValidated, res.Fit = &f.Report, f.Thresholds, f.CrossValidated, &f.Summary
 	}
 	return res, nil
 }

@@ -17,6 +17,17 @@ import (
 	"github.com/autorouter/autorouter/router/ui"
 )
 
+// progressJSON is one entry of GET /ui/api/progress, as the tests read it.
+type progressJSON struct {
+	Router     string  `json:"router"`
+	Done       int     `json:"done"`
+	Total      int     `json:"total"`
+	PerSecond  float64 `json:"per_second"`
+	ETASeconds float64 `json:"eta_seconds"`
+	Finished   bool    `json:"finished"`
+	Updated    string  `json:"updated"`
+}
+
 // evalResult is the part of POST /ui/api/eval's answer the tests read.
 type evalResult struct {
 	Model             string             `json:"model"`
@@ -92,6 +103,15 @@ func TestEvalEndpoint(t *testing.T) {
 		if res.After.InScope != 4 || res.After.OutOfScope != 2 {
 			t.Fatalf("the report after the fit counts other rows: %s", out)
 		}
+		var extra struct {
+			Fit *struct {
+				Objective string `json:"objective"`
+			} `json:"fit"`
+		}
+		json.Unmarshal([]byte(out), &extra)
+		if extra.Fit == nil || !strings.Contains(extra.Fit.Objective, "1 × out-of-scope recall") {
+			t.Fatalf("the fit's objective is not reported: %s", out)
+		}
 		t.Logf("before %.2f/%.2f after %.2f/%.2f thresholds %v", res.Before.InScopeAccuracy, res.Before.OutOfScopeRecall,
 			res.After.InScopeAccuracy, res.After.OutOfScopeRecall, res.Thresholds)
 	})
@@ -130,6 +150,8 @@ func TestEvalEndpoint(t *testing.T) {
 		{"not a router", `{"model":"gpt-4o-mini","rows":[{"text":"a"}]}`, "model", `"gpt-4o-mini" is not an auto router`, 400},
 		{"no model", `{"rows":[{"text":"a"}]}`, "model", "model is required", 400},
 		{"negative weight", fmt.Sprintf(`{"model":"auto_router1","rows":%s,"fit":{"oos_weight":-1}}`, rowsJSON), "fit.oos_weight", "positive", 400},
+		{"recall above 1", fmt.Sprintf(`{"model":"auto_router1","rows":%s,"fit":{"min_oos_recall":1.5}}`, rowsJSON), "fit.min_oos_recall", "(0,1]", 400},
+		{"weight and minimum", fmt.Sprintf(`{"model":"auto_router1","rows":%s,"fit":{"oos_weight":1,"min_oos_recall":0.5}}`, rowsJSON), "fit.oos_weight", "cannot both", 400},
 		{"wrong type", `{"model":"auto_router1","rows":"all of them"}`, "rows", "cannot use a JSON string", 400},
 		{"unknown field", `{"model":"auto_router1","rows":[{"text":"a"}],"fitt":{}}`, "", "unknown field", 400},
 		{"not JSON", `{`, "", "not an evaluation", 400},
@@ -219,15 +241,7 @@ func TestProgressEndpoint(t *testing.T) {
 		code, out := call(t, "POST", s.base+"/model/new", testenv.SeedMasterKey, string(body))
 		added <- fmt.Sprintf("%d %s", code, out)
 	}()
-	type entry struct {
-		Router     string  `json:"router"`
-		Done       int     `json:"done"`
-		Total      int     `json:"total"`
-		PerSecond  float64 `json:"per_second"`
-		ETASeconds float64 `json:"eta_seconds"`
-		Finished   bool    `json:"finished"`
-		Updated    string  `json:"updated"`
-	}
+	type entry = progressJSON
 	var midway, last *entry
 	var res string
 	for res == "" {
@@ -282,14 +296,7 @@ func TestProgressTracker(t *testing.T) {
 	p.Update(router.Progress{Router: "a", Done: 10, Total: 10, PerSecond: 100})
 	p.Update(router.Progress{Router: "b", Done: 128, Total: 1000, PerSecond: 64})
 	var got struct {
-		Data []struct {
-			Router     string  `json:"router"`
-			Done       int     `json:"done"`
-			Total      int     `json:"total"`
-			PerSecond  float64 `json:"per_second"`
-			ETASeconds float64 `json:"eta_seconds"`
-			Finished   bool    `json:"finished"`
-		}
+		Data []progressJSON
 	}
 	json.Unmarshal([]byte(get(h)), &got)
 	if len(got.Data) != 2 || got.Data[0].Router != "a" || !got.Data[0].Finished || got.Data[1].Router != "b" ||

@@ -383,9 +383,11 @@ func TestSeedFlowInBrowser(t *testing.T) {
 		waitJS(`document.querySelector('#th-router').value === 'auto_router1'`),
 		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const t = document.querySelector('#th-data'); t.value = %q; t.dispatchEvent(new Event('input', {bubbles: true})); })()`, data)),
 		waitText("#th-count", "6 labelled prompts"),
+		chromedp.SendKeys(css("#th-min-oos"), "0.5"),
 		chromedp.Click(css("#th-run")),
 		waitText("#th-summary", "In-scope accuracy"),
 		waitText("#th-summary", "→"),
+		waitText("#th-fit-note", "out-of-scope recall ≥ 50.0%"),
 		waitText("#th-save", "Save fitted thresholds into auto_router1"))
 	b.shot("thresholds")
 	fitted := eval[map[string]float64](b, "fitted thresholds", `Object.fromEntries([...document.querySelectorAll('#th-routes tbody tr')].map(r => [r.dataset.route, Number(r.children[2].textContent)]))`)

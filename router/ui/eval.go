@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -36,10 +35,9 @@ type evalRequest struct {
 	Model string    `json:"model"`
 	Rows  []evalRow `json:"rows"`
 	JSONL *string   `json:"jsonl"`
-	Fit   *struct {
-		Global    bool    `json:"global"`
-		OOSWeight float64 `json:"oos_weight"`
-	} `json:"fit"`
+	// Fit is eval.FitOptions in its JSON names: global, oos_weight,
+	// min_oos_recall, min_accuracy, confidence, prior_rows, folds.
+	Fit *eval.FitOptions `json:"fit"`
 }
 
 // evalRow is one labelled prompt; a null or absent route marks an
@@ -63,6 +61,11 @@ type evalResponse struct {
 	After             *evalReport        `json:"after"`
 	// Thresholds are the fitted thresholds; null without fit.
 	Thresholds map[string]float32 `json:"thresholds"`
+	// CrossValidated estimates After on prompts the fit did not see
+	// (k-fold); null without fit or with too few rows.
+	CrossValidated *evalReport `json:"cross_validated"`
+	// Fit says what the fit optimised and whether it met its target.
+	Fit *eval.FitSummary `json:"fit"`
 	TookMS     float64            `json:"took_ms"`
 }
 
@@ -107,7 +110,7 @@ func (h *Handler) eval(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, 400, "invalid_eval", te.Field, fmt.Sprintf("%s: cannot use a JSON %s here, want %s", te.Field, te.Value, te.Type))
 			return
 		}
-		writeError(ctx, 400, "invalid_eval", "", `the body is not an evaluation: want {"model": "<auto router>", "rows": [{"text": "...", "route": "<name>" or null}], "fit": {"global": false, "oos_weight": 0}} (or "jsonl" instead of "rows"): `+err.Error())
+		writeError(ctx, 400, "invalid_eval", "", `the body is not an evaluation: want {"model": "<auto router>", "rows": [{"text": "...", "route": "<name>" or null}], "fit": {"global": false, "min_oos_recall": 0.75}} (or "jsonl" instead of "rows"): `+err.Error())
 		return
 	}
 	if req.Model == "" {
@@ -125,14 +128,15 @@ func (h *Handler) eval(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, 400, "invalid_eval", param, err.Error())
 		return
 	}
-	var fit *eval.FitOptions
 	if req.Fit != nil {
-		w := req.Fit.OOSWeight
-		if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
-			writeError(ctx, 400, "invalid_eval", "fit.oos_weight", fmt.Sprintf("fit.oos_weight %g: want 0 (weigh by rows) or a positive number", w))
+		if err := req.Fit.Validate(); err != nil {
+			param := "fit"
+			if oe := (*eval.OptionError)(nil); errors.As(err, &oe) {
+				param = "fit." + oe.Field
+			}
+			writeError(ctx, 400, "invalid_eval", param, param+": "+err.Error())
 			return
 		}
-		fit = &eval.FitOptions{GlobalOnly: req.Fit.Global, OutOfScopeWeight: w}
 	}
 	rf := g[0].Params.AutoRouterConfig
 	routes := make([]string, len(rf.Routes))
@@ -156,7 +160,7 @@ func (h *Handler) eval(ctx *fasthttp.RequestCtx) {
 	runCtx, cancel := context.WithTimeout(context.Background(), evalTimeout)
 	defer cancel()
 	start := time.Now()
-	res, err := eval.Run(runCtx, c, req.Model, rows, fit)
+	res, err := eval.Run(runCtx, c, req.Model, rows, req.Fit)
 	if err != nil {
 		h.logger.Error("admin page evaluation failed", "router", req.Model, "rows", len(rows), "err", err)
 		writeError(ctx, 500, "eval_failed", "", "the evaluation failed: "+err.Error())
@@ -173,6 +177,11 @@ func (h *Handler) eval(ctx *fasthttp.RequestCtx) {
 		a := reportJSON(*res.After)
 		out.After = &a
 	}
+	if res.CrossValidated != nil {
+		cv := reportJSON(*res.CrossValidated)
+		out.CrossValidated = &cv
+	}
+	out.Fit = res.Fit
 	writeJSON(ctx, 200, out)
 }
 

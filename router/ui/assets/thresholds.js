@@ -61,7 +61,21 @@ function render(router, res) {
     stat('In-scope accuracy', change(b.in_scope_accuracy, a && a.in_scope_accuracy), `${fmtInt(b.in_scope)} prompts that should take a route`, delta(b.in_scope_accuracy, a && a.in_scope_accuracy)),
     stat('Out-of-scope recall', b.out_of_scope ? change(b.out_of_scope_recall, a && a.out_of_scope_recall) : '–',
       b.out_of_scope ? `${fmtInt(b.out_of_scope)} prompts for the default model` : 'no prompts labelled null', b.out_of_scope ? delta(b.out_of_scope_recall, a && a.out_of_scope_recall) : null),
-    stat('Evaluated', fmtInt(res.rows), `prompts in ${fmtMS(res.took_ms)}`));
+    stat('Evaluated', fmtInt(res.rows), `prompts in ${fmtMS(res.took_ms)}`),
+    ...(res.cross_validated ? [stat('Expected on new prompts',
+      `${fmtPct(res.cross_validated.in_scope_accuracy)} / ${res.cross_validated.out_of_scope ? fmtPct(res.cross_validated.out_of_scope_recall) : '–'}`,
+      `in-scope accuracy / out-of-scope recall, ${res.fit ? res.fit.folds : ''}-fold cross-validated`)] : []));
+  const fitNote = $('#th-fit-note');
+  if (res.fit) {
+    const parts = [`Objective: ${res.fit.objective}.`];
+    if (!res.fit.target_met) parts.push('No thresholds reached the target on these prompts; these came closest.');
+    for (const n of res.fit.notes || []) parts.push(n);
+    fitNote.textContent = parts.join(' ');
+    fitNote.classList.toggle('warn', !res.fit.target_met);
+    fitNote.hidden = false;
+  } else {
+    fitNote.hidden = true;
+  }
   const perBefore = Object.fromEntries(b.per_route.map((q) => [q.route, q]));
   const perAfter = a ? Object.fromEntries(a.per_route.map((q) => [q.route, q])) : {};
   const rows = res.routes.map((name) => {
@@ -110,8 +124,12 @@ async function run(ev) {
   if (n > max) { fieldError(data, `${fmtInt(n)} prompts: one evaluation here takes at most ${fmtInt(max)}; use a sample, or autorouter eval for the whole set.`); data.focus(); return; }
   const oos = Number($('#th-oos').value || 0);
   if (!Number.isFinite(oos) || oos < 0) { fieldError($('#th-oos'), 'The weight is 0 or a positive number.'); $('#th-oos').focus(); return; }
+  const minRaw = $('#th-min-oos').value.trim();
+  const minOOS = minRaw === '' ? 0 : Number(minRaw);
+  if (!Number.isFinite(minOOS) || minOOS < 0 || minOOS > 1) { fieldError($('#th-min-oos'), 'A share between 0 and 1, such as 0.75, or blank.'); $('#th-min-oos').focus(); return; }
+  if (minOOS > 0 && oos > 0) { fieldError($('#th-oos'), 'Set a minimum recall or a weight, not both.'); $('#th-oos').focus(); return; }
   const body = { model: router, jsonl: data.value };
-  if ($('#th-fit').checked) body.fit = { global: $('#th-global').checked, oos_weight: oos };
+  if ($('#th-fit').checked) body.fit = { global: $('#th-global').checked, oos_weight: oos, min_oos_recall: minOOS };
   const btn = $('#th-run');
   const status = $('#th-status');
   btn.disabled = true;
@@ -123,7 +141,7 @@ async function run(ev) {
   } catch (e) {
     if (e.status === 401) return;
     status.textContent = '';
-    const control = { jsonl: data, rows: data, model: $('#th-router'), 'fit.oos_weight': $('#th-oos') }[e.param];
+    const control = { jsonl: data, rows: data, model: $('#th-router'), 'fit.oos_weight': $('#th-oos'), 'fit.min_oos_recall': $('#th-min-oos') }[e.param];
     if (control) { fieldError(control, e.message); control.focus(); }
     else { const b = $('#th-form-error'); b.textContent = `The evaluation failed (${e.status || 'no answer'}): ${e.message}`; b.hidden = false; }
   } finally {
@@ -174,5 +192,6 @@ export function initThresholds() {
     const on = $('#th-fit').checked;
     $('#th-global').disabled = !on;
     $('#th-oos').disabled = !on;
+    $('#th-min-oos').disabled = !on;
   });
 }
