@@ -65,8 +65,8 @@ type evalResponse struct {
 	// (k-fold); null without fit or with too few rows.
 	CrossValidated *evalReport `json:"cross_validated"`
 	// Fit says what the fit optimised and whether it met its target.
-	Fit *eval.FitSummary `json:"fit"`
-	TookMS     float64            `json:"took_ms"`
+	Fit    *eval.FitSummary `json:"fit"`
+	TookMS float64          `json:"took_ms"`
 }
 
 type evalReport struct {
