@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/autorouter/autorouter/router/internal/testenv"
 	"github.com/autorouter/autorouter/simd"
 )
 
@@ -106,8 +107,8 @@ func TestIndexNormalisesRowsAndZeroAlloc(t *testing.T) {
 	if len(s) != 1 || s[0].Score != 0.5 || !s[0].Passed {
 		t.Fatalf("scores %+v", s)
 	}
-	if raceEnabled {
-		return // the race detector makes sync.Pool drop items, so it allocates
+	if testenv.Race {
+		return // see testenv.Race
 	}
 	dst := make([]RouteScore, 0, 8)
 	if a := testing.AllocsPerRun(100, func() { dst = ix.Score_Into(dst[:0], q) }); a != 0 {

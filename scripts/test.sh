@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh sets up everything the tests need (model, runtime, Node SDK
-# test dependencies, Postgres, Redis and Chromium) and runs the whole suite: go vet, go test -race, and a
-# short run of every fuzz target (FUZZ_TIME, default 5s each).
+# test dependencies, Postgres, Redis and Chromium) and runs the whole suite: go vet, go test -race, the
+# allocation tests again without -race (the race detector makes sync.Pool drop
+# items, so counts only hold without it), and a short run of every fuzz target
+# (FUZZ_TIME, default 5s each).
 # Extra arguments go to go test (e.g. scripts/test.sh -run TestONNX ./embed/).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,6 +22,8 @@ if [ $# -eq 0 ]; then set -- ./...; fi
 echo "test: go test -race $*" >&2
 go test -race -timeout 40m "$@"
 if [ "$*" = "./..." ]; then
+  echo "test: allocation tests without -race (go test -run Alloc ./...)" >&2
+  go test -count=1 -run Alloc ./...
   echo "test: fuzzing each parser for a short while (scripts/fuzz.sh --time 5s)" >&2
   bash scripts/fuzz.sh --time "${FUZZ_TIME:-5s}"
 fi
