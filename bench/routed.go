@@ -14,14 +14,16 @@ import (
 
 // routedConfig writes a config whose auto router sends the example routes
 // (coder, writer, math; default general) to the fake upstream, embedding
-// with the local int8 model, micro-batching on or off.
-func (h *harness) routedConfig(microBatch bool) (string, error) {
+// with the local int8 model, micro-batching on or off. Without cache the
+// decision cache is off, so that every request embeds its prompt: the
+// bench's prompts repeat, and cached decisions are measured in section 7.
+func (h *harness) routedConfig(microBatch, cache bool) (string, error) {
 	example := filepath.Join(h.o.repo, "cmd", "autorouter", "example", "router.json")
 	rj, err := os.ReadFile(example)
 	if err != nil {
 		return "", fmt.Errorf("reading the example router: %w", err)
 	}
-	dir := filepath.Join(h.o.work, fmt.Sprintf("routed-batch-%t", microBatch))
+	dir := filepath.Join(h.o.work, fmt.Sprintf("routed-batch-%t-cache-%t", microBatch, cache))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("creating %s: %w", dir, err)
 	}
@@ -45,6 +47,9 @@ func (h *harness) routedConfig(microBatch bool) (string, error) {
 `, microBatch)
 	for _, m := range []string{"coder", "writer", "math", "general"} {
 		fmt.Fprintf(&b, "  - model_name: %s\n    litellm_params:\n      model: openai/fake-%s\n      api_base: %s/v1\n      api_key: sk-fake\n", m, m, h.upBase)
+	}
+	if !cache {
+		b.WriteString("router_settings:\n  decision_cache_entries: -1\n")
 	}
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
@@ -83,7 +88,7 @@ func (h *harness) routed(ctx context.Context) error {
 	variants := []variant{{name: "direct (no proxy)", url: h.upBase + "/v1/chat/completions"}}
 	var mems []memRow
 	for _, mb := range []bool{false, true} {
-		cfg, err := h.routedConfig(mb)
+		cfg, err := h.routedConfig(mb, false)
 		if err != nil {
 			return err
 		}
@@ -169,7 +174,7 @@ func (h *harness) routed(ctx context.Context) error {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "## 3. Routed throughput\n\nChat requests for the auto router (the example's coder/writer/math routes, default general) with the local int8 model, each prompt embedded in-process before forwarding to the fake upstream. Prompts cycle through %d varied sentences. Closed loop, median of %d runs; added latency is over the direct upstream at the same concurrency. Micro-batching (`model_info: {micro_batch: true}`, max batch 32) merges prompts that queue while the model is busy into one ONNX run.\n\n", len(prompts), runs)
+	fmt.Fprintf(&b, "## 3. Routed throughput\n\nChat requests for the auto router (the example's coder/writer/math routes, default general) with the local int8 model, each prompt embedded in-process before forwarding to the fake upstream. Prompts cycle through %d varied sentences; the decision cache is off, so every request embeds its prompt (section 7 measures the cache). Closed loop, median of %d runs; added latency is over the direct upstream at the same concurrency. Micro-batching (`model_info: {micro_batch: true}`, max batch 32) merges prompts that queue while the model is busy into one ONNX run.\n\n", len(prompts), runs)
 	t := report.Table{Header: []string{"concurrency", "variant", "req/s", "added p50", "added p99", "p50 spread"}}
 	for _, c := range concs {
 		base := cells[cellKey{variants[0].name, c}]

@@ -117,7 +117,7 @@ func (h *Handler) Handle(ctx *fasthttp.RequestCtx) {
 		h.serveAsset(ctx, strings.TrimPrefix(p, "/ui/assets/"))
 	default:
 		ctx.Response.Header.Set("Cache-Control", "no-store")
-		writeError(ctx, 404, "not_found", "", "no page "+p+"; the admin page is at /ui")
+		writeError(ctx, 404, "not_found", "", "no such page; the admin page is at /ui")
 	}
 }
 
@@ -129,7 +129,7 @@ func (h *Handler) serveAsset(ctx *fasthttp.RequestCtx, name string) {
 	}
 	a, ok := h.assets[name]
 	if !ok || name == "" {
-		writeError(ctx, 404, "not_found", "", "no file /ui/assets/"+name)
+		writeError(ctx, 404, "not_found", "", "no such file under /ui/assets/")
 		return
 	}
 	hd := &ctx.Response.Header
@@ -172,7 +172,7 @@ func (h *Handler) api(ctx *fasthttp.RequestCtx, name string) {
 		}
 		h.eval(ctx)
 	default:
-		writeError(ctx, 404, "not_found", "", "no endpoint /ui/api/"+name+"; have GET /ui/api/info, GET /ui/api/progress, POST /ui/api/eval")
+		writeError(ctx, 404, "not_found", "", "no such endpoint; have GET /ui/api/info, GET /ui/api/progress, POST /ui/api/eval")
 	}
 }
 
