@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -118,15 +119,15 @@ func (l *faultLog) arrive(mode, tag string) *ConnRecord {
 	return r
 }
 
-// closed marks rec's connection closed now.
-func (l *faultLog) closed(rec *ConnRecord, byPeer bool) {
+// closedAt marks rec's connection closed at Unix nanoseconds at.
+func (l *faultLog) closedAt(rec *ConnRecord, byPeer bool, at int64) {
 	if rec == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if rec.Closed == 0 {
-		rec.Closed, rec.ByPeer = time.Now().UnixNano(), byPeer
+		rec.Closed, rec.ByPeer = at, byPeer
 	}
 }
 
@@ -172,7 +173,20 @@ func (s *Server) status429(ctx *fasthttp.RequestCtx, _ *request, _ *ConnRecord) 
 // writes raw HTTP on it, and gone closes when the peer hangs up.
 type hijackedConn struct {
 	net.Conn
-	gone chan struct{}
+	gone   chan struct{}
+	goneAt atomic.Int64 // Unix nanoseconds of the peer's close, 0 before
+}
+
+// Write fails once the peer has gone, so a fault that writes after the
+// peer's close reports it as the peer's, even when the kernel would still
+// have taken the bytes.
+func (c *hijackedConn) Write(p []byte) (int, error) {
+	select {
+	case <-c.gone:
+		return 0, net.ErrClosed
+	default:
+	}
+	return c.Conn.Write(p)
 }
 
 // hijacked runs a raw-connection fault after the handler returns, with no
@@ -180,7 +194,9 @@ type hijackedConn struct {
 // close at once (the request was read whole, so anything arriving is its
 // end); fasthttp closes the connection when f returns.
 //
-// f reports whether the peer closed first.
+// f reports whether the peer closed first. Only f decides: a client that
+// closes right after reading the whole answer must not count as leaving
+// early, and only f knows whether it had finished.
 func hijacked(f func(s *Server, c *hijackedConn, req request) (byPeer bool)) faultFunc {
 	return func(s *Server, ctx *fasthttp.RequestCtx, req *request, rec *ConnRecord) {
 		r := *req
@@ -193,10 +209,15 @@ func hijacked(f func(s *Server, c *hijackedConn, req request) (byPeer bool)) fau
 			defer s.faults.addOpen(-1)
 			go func() {
 				_, _ = io.Copy(io.Discard, c)
-				s.faults.closed(rec, true)
+				hc.goneAt.Store(time.Now().UnixNano())
 				close(hc.gone)
 			}()
-			s.faults.closed(rec, f(s, hc, r))
+			byPeer := f(s, hc, r)
+			at := time.Now().UnixNano()
+			if t := hc.goneAt.Load(); byPeer && t != 0 {
+				at = t // when the peer left, not when f noticed
+			}
+			s.faults.closedAt(rec, byPeer, at)
 			// fasthttp recycles c when this returns: stop the reader first.
 			_ = c.SetReadDeadline(time.Unix(1, 0))
 			<-hc.gone
