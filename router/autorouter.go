@@ -30,8 +30,10 @@ type autoRouter struct {
 	fingerprint string
 	enc         embed.Encoder
 	index       *Index
-	maxChars    int
-	window      int
+	// utterances are the index's rows' texts, for Nearest.
+	utterances []string
+	maxChars   int
+	window     int
 	// batching reports a micro-batching encoder (see lanes).
 	batching bool
 	// clip, when set, cuts a long text to maxTokens tokens before it is
@@ -118,6 +120,7 @@ func (c *Client) buildRouter(ctx context.Context, cfg *config.Config, d *config.
 		fingerprint:  fingerprint,
 		enc:          enc,
 		index:        ix,
+		utterances:   texts,
 		maxChars:     rf.MaxTextChars,
 		window:       rf.ConversationWindow,
 	}
@@ -216,6 +219,25 @@ func (r *autoRouter) decide(ctx context.Context, text string, logger *slog.Logge
 	return d
 }
 
+// nearest embeds text as decide does and returns its k nearest
+// utterances.
+func (r *autoRouter) nearest(ctx context.Context, text string, k int) ([]Neighbor, error) {
+	vp := r.vecs.Get().(*[]float32)
+	defer r.vecs.Put(vp)
+	if r.clip != nil && len(text) > r.maxTokens {
+		text = r.clip.Clip(text, r.maxTokens, r.headTail)
+	}
+	if err := r.enc.Embed(ctx, []string{text}, *vp); err != nil {
+		return nil, fmt.Errorf("embedding the text for its nearest utterances: %w", err)
+	}
+	rows, scores := r.index.NearestRows(*vp, k)
+	out := make([]Neighbor, len(rows))
+	for i, row := range rows {
+		out[i] = Neighbor{Route: r.index.Routes()[r.index.RouteOf(row)].Name, Utterance: r.utterances[row], Score: scores[i]}
+	}
+	return out, nil
+}
+
 // decideVec scores an embedded query and picks the winner.
 func (r *autoRouter) decideVec(text string, vec []float32) Decision {
 	scores := r.index.Score_Into(make([]RouteScore, 0, 8), vec)
@@ -239,6 +261,9 @@ type Progress struct {
 	Done, Total int
 	// PerSecond is the embedding rate so far.
 	PerSecond float64
+	// Err, when set, is the last report of a build that failed (Done and
+	// Total are then zero).
+	Err error
 }
 
 // ETA is the expected time left.

@@ -189,6 +189,9 @@ func (c *Client) build(ctx context.Context, cfg *config.Config, prev *Snapshot) 
 		start := time.Now()
 		r, hits, err := c.buildRouter(ctx, cfg, d, ref.enc, fp)
 		if err != nil {
+			if c.opts.OnProgress != nil {
+				c.opts.OnProgress(Progress{Router: d.ModelName, Err: err})
+			}
 			return fail(fmt.Errorf("auto router %q: %w", d.ModelName, err))
 		}
 		s.routers[d.ModelName] = r

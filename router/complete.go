@@ -225,6 +225,14 @@ func (c *Client) RouteText(ctx context.Context, model, text string) (Decision, e
 	return s.RouteText(ctx, model, text)
 }
 
+// Nearest returns the k utterances of the auto router model most similar
+// to text, highest first (see Snapshot.Nearest).
+func (c *Client) Nearest(ctx context.Context, model, text string, k int) ([]Neighbor, error) {
+	s := c.Acquire()
+	defer s.Release()
+	return s.Nearest(ctx, model, text, k)
+}
+
 // RouteTexts decides for many prompts at once, embedding them in batches
 // (the CLI's --batch mode and eval use it). Decisions come back in input
 // order.

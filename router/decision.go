@@ -34,6 +34,16 @@ type Decision struct {
 	// same router saw the same text before); Session is true when it is
 	// the session's kept decision (session affinity).
 	Cached, Session bool
+	// Nearest holds the utterances most similar to Text, highest first,
+	// when they were asked for (Snapshot.Nearest; /route?nearest=k).
+	Nearest []Neighbor
+}
+
+// Neighbor is one of a router's utterances near a routed text.
+type Neighbor struct {
+	Route     string  `json:"route"`
+	Utterance string  `json:"utterance"`
+	Score     float32 `json:"score"`
 }
 
 // RouteScore is one candidate route's aggregated score against its threshold.
@@ -69,6 +79,7 @@ type decisionJSON struct {
 	ScoreMS  float64         `json:"score_ms"`
 	Cached   bool            `json:"cached"`
 	Session  bool            `json:"session,omitempty"`
+	Nearest  []Neighbor      `json:"nearest,omitempty"`
 }
 
 type routeScoreDTO struct {
@@ -83,7 +94,7 @@ func (d Decision) MarshalJSON() ([]byte, error) {
 	j := decisionJSON{Text: d.Text, Router: d.Router, Model: d.Model, Score: d.Score, Fallback: d.Fallback,
 		Reason: d.Reason, Scores: make([]routeScoreDTO, len(d.Scores)),
 		EmbedMS: float64(d.EmbedTime.Microseconds()) / 1000, ScoreMS: float64(d.ScoreTime.Microseconds()) / 1000,
-		Cached: d.Cached, Session: d.Session}
+		Cached: d.Cached, Session: d.Session, Nearest: d.Nearest}
 	if !d.Fallback {
 		j.Route = &d.Route
 	}

@@ -246,6 +246,26 @@ func (ix *Index) topRows(s *indexScratch, query []float32) {
 	}
 }
 
+// NearestRows returns the k utterance rows most similar to query (at most
+// Len()), highest first, with their cosines; nil for a query of the wrong
+// length. It scans in fp32 and allocates: it explains a decision (the
+// /route dry run), it is not on the routing path.
+func (ix *Index) NearestRows(query []float32, k int) (rows []int32, scores []float32) {
+	if len(query) != ix.dim || k <= 0 {
+		return nil, nil
+	}
+	all := simd.MatVec_Into(make([]float32, len(ix.rowRoute)), ix.matrix, query)
+	rows = simd.TopK_Into(make([]int32, 0, min(k, len(all))), all, k)
+	scores = make([]float32, len(rows))
+	for i, r := range rows {
+		scores[i] = all[r]
+	}
+	return rows, scores
+}
+
+// RouteOf is the index in Routes() of the route row belongs to.
+func (ix *Index) RouteOf(row int32) int { return int(ix.rowRoute[row]) }
+
 // sortScores orders scores highest first; it is an insertion sort because
 // there are at most k entries and sort.Slice would allocate.
 func sortScores(s []RouteScore) {

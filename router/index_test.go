@@ -75,6 +75,30 @@ func TestIndexSemantics(t *testing.T) {
 	}
 }
 
+func TestIndexNearestRows(t *testing.T) {
+	var vecs []float32
+	for _, c := range []float32{0.5, 0.9, 0.7, 0.8} {
+		vecs = append(vecs, vec2(c)...)
+	}
+	ix, err := NewIndex(2, []IndexRoute{{"a", 0.5}, {"b", 0.5}}, vecs, []int32{0, 0, 1, 1}, IndexOptions{TopK: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, scores := ix.NearestRows([]float32{1, 0}, 3)
+	if !slices.Equal(rows, []int32{1, 3, 2}) || ix.RouteOf(rows[0]) != 0 || ix.RouteOf(rows[1]) != 1 {
+		t.Fatalf("rows %v: want 1, 3, 2 (cosines 0.9, 0.8, 0.7), not limited by TopK", rows)
+	}
+	if d := scores[0] - 0.9; d > 1e-6 || d < -1e-6 {
+		t.Errorf("scores %v: want the cosines", scores)
+	}
+	if rows, _ := ix.NearestRows([]float32{1, 0}, 10); len(rows) != 4 {
+		t.Errorf("k over Len: %d rows", len(rows))
+	}
+	if rows, _ := ix.NearestRows([]float32{1, 0, 0}, 3); rows != nil {
+		t.Errorf("wrong length query: %v", rows)
+	}
+}
+
 func TestIndexRejectsBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		name     string

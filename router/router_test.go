@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/autorouter/autorouter/router/internal/testenv"
@@ -131,6 +133,40 @@ func TestRouteTextsMatchesRoute(t *testing.T) {
 	}
 }
 
+// TestNearest checks that the nearest utterances of a routed text are the
+// router's own, from the winning route first, best first, and capped by the
+// router's size.
+func TestNearest(t *testing.T) {
+	s := newTestClient(t, writeTestConfig(t, t.TempDir(), ""), "", nil)
+	ctx := context.Background()
+	got, err := s.Nearest(ctx, "auto", "write a haiku about the autumn moon", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Route != "writer" || got[0].Utterance != "compose a haiku about autumn" {
+		t.Fatalf("nearest %+v: want 3, the haiku utterance of writer first", got)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].Score > got[i-1].Score {
+			t.Fatalf("nearest %+v not highest first", got)
+		}
+	}
+	d, _ := s.RouteText(ctx, "auto", "write a haiku about the autumn moon")
+	if d.Route != got[0].Route {
+		t.Errorf("decision %+v disagrees with its nearest utterance %+v", d, got[0])
+	}
+	all, err := s.Nearest(ctx, "auto", "anything", 50)
+	if err != nil || len(all) != 7 {
+		t.Fatalf("k over the router's 7 utterances: got %d, %v", len(all), err)
+	}
+	if none, err := s.Nearest(ctx, "auto", "", 3); err != nil || none != nil {
+		t.Errorf("empty text: %v, %v; want nothing", none, err)
+	}
+	if _, err := s.Nearest(ctx, "nope", "x", 3); !errors.Is(err, ErrUnknownRouter) {
+		t.Errorf("unknown router: %v", err)
+	}
+}
+
 func TestCacheAvoidsReembedding(t *testing.T) {
 	dir, cache := t.TempDir(), t.TempDir()
 	path := writeTestConfig(t, dir, "")
@@ -220,5 +256,42 @@ func TestRemoteEncoder(t *testing.T) {
 	d, _ = remote.RouteText(context.Background(), "auto", "write a go function")
 	if !d.Fallback || d.Reason != ReasonEmbedError || d.Err == nil {
 		t.Fatalf("with the embedding endpoint down, want an embed_error fallback; got %+v", d)
+	}
+}
+
+// TestProgressReportsFailure: a router whose utterances cannot be
+// embedded fails to load with its name in the error, and its last
+// progress report says it failed.
+func TestProgressReportsFailure(t *testing.T) {
+	// The size probe (one input) is answered; the utterances (a batch)
+	// are refused.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Input []string }
+		json.NewDecoder(r.Body).Decode(&req)
+		if len(req.Input) > 1 {
+			http.Error(w, `{"error":{"message":"batch too large"}}`, 400)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"data": []map[string]any{{"index": 0, "embedding": []float32{0.6, 0.8}}}})
+	}))
+	defer srv.Close()
+	path := writeTestConfig(t, t.TempDir(), "")
+	b, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(b), "      model: local/all-MiniLM-L6-v2\n    model_info:\n      quantized: true\n",
+		"      model: openai/remote-minilm\n      api_base: "+srv.URL+"/v1\n", 1)), 0o644)
+	var mu sync.Mutex
+	var last Progress
+	_, err := Open(context.Background(), path, Options{Logger: slog.New(slog.DiscardHandler), OnProgress: func(p Progress) {
+		mu.Lock()
+		last = p
+		mu.Unlock()
+	}})
+	if err == nil || !strings.Contains(err.Error(), `auto router "auto"`) {
+		t.Fatalf("open: %v; want the router's embedding failure", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if last.Router != "auto" || last.Err == nil {
+		t.Fatalf("last progress %+v: want the failure", last)
 	}
 }

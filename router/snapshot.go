@@ -129,6 +129,29 @@ func (s *Snapshot) RouteBody(ctx context.Context, api upstream.API, name string,
 	return s.decide(ctx, r, text, sessionOfBody(ctx, body)), nil
 }
 
+// MaxNearest bounds the k of Nearest.
+const MaxNearest = 100
+
+// Nearest returns the k utterances of the auto router name most similar to
+// text (as Decision.Text holds it), highest first: what a decision was
+// closest to. It embeds text once more, in the same lanes as routing; k is
+// capped at MaxNearest.
+func (s *Snapshot) Nearest(ctx context.Context, name, text string, k int) ([]Neighbor, error) {
+	r := s.routers[name]
+	if r == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownRouter, name)
+	}
+	if text == "" || k <= 0 {
+		return nil, nil
+	}
+	lane, err := s.lanes.acquire(ctx, len(text), r.batching)
+	if err != nil {
+		return nil, fmt.Errorf("waiting to embed: %w", err)
+	}
+	defer release(lane)
+	return r.nearest(ctx, text, min(k, MaxNearest))
+}
+
 // decide routes text on r: the session's kept decision when session
 // affinity is on and the request names a session, else a cached decision
 // for the same text, else a fresh one (in its lane).

@@ -295,10 +295,11 @@ func (m *Manager) Add(ctx context.Context, in Input, by string, dryRun bool) (st
 
 // Update merges patch into the stored model id: model_name, and the keys
 // of litellm_params and model_info it holds (a key set to null is
-// removed). A redacted secret in the patch keeps the stored one.
-func (m *Manager) Update(ctx context.Context, id string, patch Patch, by string) (store.Row, error) {
+// removed). A redacted secret in the patch keeps the stored one. With
+// dryRun it runs every check and returns the merged row, storing nothing.
+func (m *Manager) Update(ctx context.Context, id string, patch Patch, by string, dryRun bool) (store.Row, error) {
 	var out store.Row
-	err := m.write(ctx, by, false, func(file *config.Config, rows []store.Row) ([]store.Row, store.Change, error) {
+	err := m.write(ctx, by, dryRun, func(file *config.Config, rows []store.Row) ([]store.Row, store.Change, error) {
 		i := slices.IndexFunc(rows, func(r store.Row) bool { return r.ID == id })
 		if i < 0 {
 			return nil, store.Change{}, m.missing(file, id, "edit")

@@ -123,9 +123,14 @@ func (s *Server) updateModel(opCtx context.Context, ctx *fasthttp.RequestCtx, m 
 		fail(badRequest("", "request body is not a valid model update: %v", err))
 		return
 	}
-	row, err := m.Update(opCtx, id, p, by)
+	dry := string(ctx.QueryArgs().Peek("dry_run")) == "true"
+	row, err := m.Update(opCtx, id, p, by, dry)
 	if err != nil {
 		fail(manageError(err))
+		return
+	}
+	if dry {
+		writeJSON(ctx, 200, map[string]any{"valid": true, "model_name": row.ModelName, "message": "valid: nothing was stored"})
 		return
 	}
 	writeJSON(ctx, 200, rowJSON(row))

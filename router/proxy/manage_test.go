@@ -106,6 +106,17 @@ func TestSeedFlowThroughAPI(t *testing.T) {
 	}
 	// Change the coding route's utterance: the prompt moves.
 	patch := `{"litellm_params":{"auto_router_config":{"routes":[{"name":"litellm-gpt-4.1","utterances":["how to code a program in [language]"],"score_threshold":0.5},{"name":"litellm-claude-35","utterances":["litellm is great"],"score_threshold":0.5}]}}}`
+	// A dry-run update checks the merged row and changes nothing.
+	bad := strings.Replace(patch, `"score_threshold":0.5}]`, `"score_threshold":1.5}]`, 1)
+	if code, out := call(t, "PATCH", r.base+"/model/"+row.ModelID+"/update?dry_run=true", "sk-admin", bad); code != 400 || !strings.Contains(out, "threshold") {
+		t.Fatalf("dry-run update with a bad threshold: %d %s", code, out)
+	}
+	if code, out := call(t, "PATCH", r.base+"/model/"+row.ModelID+"/update?dry_run=true", "sk-admin", patch); code != 200 || !strings.Contains(out, `"valid":true`) {
+		t.Fatalf("dry-run update: %d %s", code, out)
+	}
+	if got := testenv.RouteOf(t, r.base, "how to code a program in python"); got != "litellm-claude-35" {
+		t.Fatalf("a dry-run update moved the prompt to %q", got)
+	}
 	start := time.Now()
 	if code, out := call(t, "PATCH", r.base+"/model/"+row.ModelID+"/update", "sk-admin", patch); code != 200 {
 		t.Fatalf("update: %d %s", code, out)

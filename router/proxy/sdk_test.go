@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/autorouter/autorouter/router"
@@ -51,4 +53,33 @@ func startExampleProxy(tb testing.TB, microBatch bool) string {
 		c.Close()
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// TestRouteNearest checks the dry run's ?nearest=k: the router's own
+// utterances, from the chosen route first, and a clear 400 for a bad k.
+func TestRouteNearest(t *testing.T) {
+	base := startExampleProxy(t, false)
+	body := `{"model":"auto","messages":[{"role":"user","content":"implement binary search in go please"}]}`
+	resp, out := post(t, base+"/route?nearest=2", "sk-1234", body)
+	var d struct {
+		Route   string `json:"route"`
+		Nearest []struct {
+			Route, Utterance string
+			Score            float32
+		} `json:"nearest"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%d %s: %v", resp.StatusCode, out, err)
+	}
+	if d.Route != "coder" || len(d.Nearest) != 2 || d.Nearest[0].Utterance != "implement binary search in go" || d.Nearest[0].Route != "coder" || d.Nearest[0].Score < d.Nearest[1].Score {
+		t.Fatalf("decision %s: want coder, and its binary search utterance nearest", out)
+	}
+	if _, out := post(t, base+"/route", "sk-1234", body); strings.Contains(out, `"nearest"`) {
+		t.Errorf("nearest listed unasked: %s", out)
+	}
+	for _, k := range []string{"-1", "x", "101"} {
+		if resp, out := post(t, base+"/route?nearest="+k, "sk-1234", body); resp.StatusCode != 400 || !strings.Contains(out, `"param":"nearest"`) {
+			t.Errorf("nearest=%s: %d %s", k, resp.StatusCode, out)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -25,6 +26,7 @@ type progressJSON struct {
 	PerSecond  float64 `json:"per_second"`
 	ETASeconds float64 `json:"eta_seconds"`
 	Finished   bool    `json:"finished"`
+	Error      string  `json:"error"`
 	Updated    string  `json:"updated"`
 }
 
@@ -305,6 +307,19 @@ func TestProgressTracker(t *testing.T) {
 	}
 	if eta := got.Data[1].ETASeconds; eta < 13.5 || eta > 13.7 {
 		t.Fatalf("eta %v, want (1000-128)/64 = 13.6 s", eta)
+	}
+	// A failed build says so and keeps its last count; the next build
+	// starts over.
+	p.Update(router.Progress{Router: "b", Err: errors.New("embedding utterances: upstream said 400")})
+	json.Unmarshal([]byte(get(h)), &got)
+	if b := got.Data[1]; b.Error != "embedding utterances: upstream said 400" || b.Finished || b.Done != 128 || b.ETASeconds != 0 {
+		t.Fatalf("failed build %+v", b)
+	}
+	p.Update(router.Progress{Router: "b", Done: 1, Total: 1000})
+	got.Data = nil
+	json.Unmarshal([]byte(get(h)), &got)
+	if b := got.Data[1]; b.Error != "" || b.Done != 1 {
+		t.Fatalf("rebuild after a failure %+v", b)
 	}
 	if out := get(ui.New(ui.Options{})); out != `{"data":[]}` {
 		t.Fatalf("nil tracker: %s", out)

@@ -311,7 +311,8 @@ func TestSeedFlowInBrowser(t *testing.T) {
 		waitText("#pg-route", "litellm-claude-35"),
 		waitText("#pg-model", "litellm-claude-35"),
 		waitJS(`document.querySelectorAll('#pg-scores tbody tr').length === 2`),
-		waitText("#pg-embedded", prompt))
+		waitText("#pg-embedded", prompt),
+		waitText("#pg-nearest tbody tr:first-child", "how to code a program in [language]"))
 	chosen := eval[string](b, "chosen row", `document.querySelector('#pg-scores tr.chosen').dataset.route + ' ' + !!document.querySelector('#pg-scores tr.chosen .bar.passed .mark')`)
 	if chosen != "litellm-claude-35 true" {
 		t.Fatalf("chosen score row %q", chosen)

@@ -35,6 +35,8 @@ type progressEntry struct {
 	ETASeconds float64 `json:"eta_seconds"`
 	// Finished is Done >= Total.
 	Finished bool `json:"finished"`
+	// Error says why the build failed; the build is over and not finished.
+	Error string `json:"error,omitempty"`
 	// Started is when this build's first update came; Updated its last.
 	Started time.Time `json:"started"`
 	Updated time.Time `json:"updated"`
@@ -57,12 +59,21 @@ func (p *Progress) Update(rp router.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.routers[rp.Router]
+	if rp.Err != nil {
+		if e == nil {
+			e = &progressEntry{Router: rp.Router, Started: now}
+			p.routers[rp.Router] = e
+		}
+		e.Error, e.Finished, e.ETASeconds, e.Updated = rp.Err.Error(), false, 0, now
+		return
+	}
 	// A new build of the router starts over: a lower count, or a new
 	// total, or one long after the last.
 	if e == nil || rp.Done < e.Done || rp.Total != e.Total || now.Sub(e.Updated) > progressWindow {
 		e = &progressEntry{Router: rp.Router, Started: now}
 		p.routers[rp.Router] = e
 	}
+	e.Error = ""
 	eta := rp.ETA().Seconds()
 	if math.IsNaN(eta) || math.IsInf(eta, 0) {
 		eta = 0

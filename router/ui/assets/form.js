@@ -345,6 +345,11 @@ function showProgress(entries, name) {
   const e = entries.find((x) => x.router === name);
   const box = $('#ar-progress');
   if (!e) return;
+  if (e.error) {
+    // The save's own answer carries the error, next to its field.
+    box.hidden = true;
+    return;
+  }
   box.replaceChildren(
     h('strong', {}, e.finished ? 'Utterances embedded; applying…' : 'Embedding utterances'),
     h('progress', { max: e.total, value: e.done, 'aria-label': 'Embedding progress' }),

@@ -1,6 +1,7 @@
 // The routing playground: every keystroke (debounced) asks POST /route,
 // the same decoding and routing as a real request, and shows the
-// decision with every candidate route's score against its threshold.
+// decision with every candidate route's score against its threshold and
+// the router's utterances nearest to the prompt.
 
 import { api } from './http.js';
 import { h, $, fmtScore, fmtMS, debounce, fieldError, clearErrors } from './dom.js';
@@ -82,6 +83,10 @@ function render(d) {
   const rows = (d.scores || []).map((s) => scoreRow(s, !d.fallback && s.route === d.route));
   if (!rows.length) rows.push(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, 'No candidate routes.')));
   $('#pg-scores tbody').replaceChildren(...rows);
+  const near = (d.nearest || []).map((n) => h('tr', { class: !d.fallback && n.route === d.route ? 'chosen' : null },
+    h('td', {}, n.utterance), h('td', {}, n.route), h('td', { class: 'num' }, fmtScore(n.score))));
+  if (!near.length) near.push(h('tr', {}, h('td', { colspan: 3, class: 'empty' }, 'No text was embedded.')));
+  $('#pg-nearest tbody').replaceChildren(...near);
   $('#pg-embedded').textContent = d.text || '';
 }
 
@@ -106,7 +111,7 @@ async function decide() {
   inflight = new AbortController();
   $('#pg-result').setAttribute('aria-busy', 'true');
   try {
-    const d = await api('POST', '/route', { model: router, messages: msgs }, { signal: inflight.signal });
+    const d = await api('POST', '/route?nearest=5', { model: router, messages: msgs }, { signal: inflight.signal });
     if (my === seq) render(d);
   } catch (e) {
     if (e.name === 'AbortError' || my !== seq || e.status === 401) return;

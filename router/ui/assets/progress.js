@@ -7,6 +7,7 @@ import { h, $, fmtInt, fmtDuration } from './dom.js';
 
 const FAST = 400;   // ms between polls while something is being built
 const SLOW = 10000; // ms between polls otherwise
+const FAILED_SHOWN = 15000; // ms a failed build stays in the strip
 
 let timer = null;
 let running = false;
@@ -16,6 +17,7 @@ const listeners = new Set();
 
 // describe says how far a build is, for people.
 export function describe(e) {
+  if (e.error) return `failed after ${fmtInt(e.done)} of ${fmtInt(e.total)} utterances: ${e.error}`;
   if (e.finished) return `${fmtInt(e.total)} of ${fmtInt(e.total)} utterances embedded`;
   const parts = [`${fmtInt(e.done)} of ${fmtInt(e.total)} utterances embedded`];
   if (e.per_second > 0) parts.push(`${fmtInt(e.per_second)}/s`);
@@ -23,14 +25,20 @@ export function describe(e) {
   return parts.join(' · ');
 }
 
+// building is a build still under way.
+const building = (e) => !e.finished && !e.error;
+
 function render(entries) {
   const box = $('#activity');
-  const active = entries.filter((e) => !e.finished);
-  if (!active.length) { box.hidden = true; box.replaceChildren(); return; }
-  box.replaceChildren(...active.map((e) => h('div', {},
-    h('strong', {}, 'Building ' + e.router),
-    h('progress', { max: e.total, value: e.done, 'aria-label': 'Embedding progress of ' + e.router }),
-    h('span', {}, describe(e)))));
+  const now = Date.now();
+  const shown = entries.filter((e) => building(e) || (e.error && now - Date.parse(e.updated) < FAILED_SHOWN));
+  if (!shown.length) { box.hidden = true; box.replaceChildren(); return; }
+  box.replaceChildren(...shown.map((e) => e.error
+    ? h('div', { class: 'failed' }, h('strong', {}, 'Building ' + e.router + ' failed'), h('span', {}, describe(e)))
+    : h('div', {},
+      h('strong', {}, 'Building ' + e.router),
+      h('progress', { max: e.total, value: e.done, 'aria-label': 'Embedding progress of ' + e.router }),
+      h('span', {}, describe(e)))));
   box.hidden = false;
 }
 
@@ -51,7 +59,7 @@ async function poll() {
   render(entries);
   for (const fn of listeners) fn(entries);
   if (!running) return;
-  const busy = waiters > 0 || entries.some((e) => !e.finished);
+  const busy = waiters > 0 || entries.some(building);
   timer = setTimeout(poll, busy ? FAST : SLOW);
 }
 
