@@ -34,6 +34,11 @@ for t in "${targets[@]}"; do
   log=$(mktemp)
   if go test "$pkg" -run '^$' -fuzz "^${name}\$" -fuzztime "$time" >"$log" 2>&1; then
     result=ok
+  elif grep -q '^    context deadline exceeded$' "$log" && ! grep -q 'Failing input written to' "$log"; then
+    # Go's fuzz coordinator can report its own -fuzztime deadline as a
+    # failure when a worker is busy as time runs out (golang/go#75804,
+    # fixed in Go 1.27): no input failed, so it is not a crash.
+    result="ok (deadline race, golang/go#75804)"
   else
     result=CRASH
     failed=1
