@@ -116,7 +116,7 @@ func TestGeneratedConfigLoads(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rj, err := routerJSON(names, utts, tc.scoring, tc.agg, tc.th)
+		rj, err := routerJSON(names, utts, routerDoc{Scoring: tc.scoring, Aggregation: tc.agg, Threshold: tc.th})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -94,29 +94,36 @@ func writeJSONL(path string, rows []labelled) error {
 	return writeFileAtomic(path, []byte(b.String()))
 }
 
-// routerJSON renders a LiteLLM router.json over the given routes. A nil
-// threshold leaves score_threshold null (the encoder's default).
-func routerJSON(names []string, utterances map[string][]string, scoring, aggregation string, threshold *float64) ([]byte, error) {
-	return routerJSONHead(names, utterances, scoring, "", aggregation, threshold)
+// routerDoc is what a bench router.json sets beside its routes; zero
+// values are left out (the router's defaults). A nil Threshold leaves
+// score_threshold null (the encoder's default).
+type routerDoc struct {
+	Scoring, Head, Aggregation string
+	Threshold                  *float64
+	MaxEmbedTokens             int
+	LongText                   string
 }
 
-// routerJSONHead is routerJSON with a classifier head ("" for the default).
-func routerJSONHead(names []string, utterances map[string][]string, scoring, head, aggregation string, threshold *float64) ([]byte, error) {
+// routerJSON renders a LiteLLM router.json over the given routes.
+func routerJSON(names []string, utterances map[string][]string, d routerDoc) ([]byte, error) {
 	type route struct {
 		Name           string   `json:"name"`
 		Utterances     []string `json:"utterances"`
 		ScoreThreshold *float64 `json:"score_threshold"`
 	}
 	doc := struct {
-		EncoderType string  `json:"encoder_type"`
-		EncoderName string  `json:"encoder_name"`
-		Scoring     string  `json:"scoring,omitempty"`
-		Head        string  `json:"head,omitempty"`
-		Aggregation string  `json:"aggregation,omitempty"`
-		Routes      []route `json:"routes"`
-	}{EncoderType: "local", EncoderName: "all-MiniLM-L6-v2", Scoring: scoring, Head: head, Aggregation: aggregation}
+		EncoderType    string  `json:"encoder_type"`
+		EncoderName    string  `json:"encoder_name"`
+		Scoring        string  `json:"scoring,omitempty"`
+		Head           string  `json:"head,omitempty"`
+		Aggregation    string  `json:"aggregation,omitempty"`
+		MaxEmbedTokens int     `json:"max_embed_tokens,omitempty"`
+		LongText       string  `json:"long_text,omitempty"`
+		Routes         []route `json:"routes"`
+	}{EncoderType: "local", EncoderName: "all-MiniLM-L6-v2", Scoring: d.Scoring, Head: d.Head, Aggregation: d.Aggregation,
+		MaxEmbedTokens: d.MaxEmbedTokens, LongText: d.LongText}
 	for _, n := range names {
-		doc.Routes = append(doc.Routes, route{Name: n, Utterances: utterances[n], ScoreThreshold: threshold})
+		doc.Routes = append(doc.Routes, route{Name: n, Utterances: utterances[n], ScoreThreshold: d.Threshold})
 	}
 	return json.MarshalIndent(doc, "", " ")
 }

@@ -100,6 +100,14 @@ type qualityStep struct {
 	agg     string
 	th      *float64
 	fit     []string
+	// maxTokens and longText set router.json's long-prompt bound.
+	maxTokens int
+	longText  string
+}
+
+// doc is the router.json of step s in mode m.
+func (s qualityStep) doc(m qualityMode) routerDoc {
+	return routerDoc{Scoring: m.scoring, Head: m.head, Aggregation: s.agg, Threshold: s.th, MaxEmbedTokens: s.maxTokens, LongText: s.longText}
 }
 
 // qualityRow is one setting's held-out result and, for fits, the fit's
@@ -140,6 +148,10 @@ func qualityModes() []qualityMode {
 			{setting: "no threshold", th: &zeroThreshold},
 			{setting: "top-5 max, no threshold", agg: "max", th: &zeroThreshold},
 			{setting: untunedSetting + " (0.5, local encoders)", th: &halfThreshold},
+			// What the long-prompt bound costs on short prompts.
+			{setting: "threshold 0.5, `max_embed_tokens` 32", th: &halfThreshold, maxTokens: 32},
+			{setting: "threshold 0.5, `max_embed_tokens` 16", th: &halfThreshold, maxTokens: 16},
+			{setting: "threshold 0.5, `max_embed_tokens` 16, `long_text` head_tail", th: &halfThreshold, maxTokens: 16, longText: "head_tail"},
 		}},
 		{name: "classifier", scoring: "classifier", extras: []qualityStep{
 			{setting: "no threshold", th: &zeroThreshold},
@@ -230,7 +242,7 @@ func (h *harness) qualityMode(ctx context.Context, m qualityMode, per int, label
 	var rows []qualityRow
 	var untunedRow *evalReport
 	for _, s := range append(append([]qualityStep(nil), m.extras...), fits...) {
-		rj, err := routerJSONHead(names, utts, m.scoring, m.head, s.agg, s.th)
+		rj, err := routerJSON(names, utts, s.doc(m))
 		if err != nil {
 			return nil, series, err
 		}
@@ -284,7 +296,7 @@ func qualityTable(rows []qualityRow) report.Table {
 	return t
 }
 
-const qualityObjectiveNote = "`eval --fit` with no target keeps the out-of-scope recall the current thresholds have on the labelled rows and maximises in-scope accuracy under it, so a fit never trades away rejection of unknown prompts unasked. `--min-oos-recall R` maximises in-scope accuracy with out-of-scope recall ≥ R at 95% confidence (the one-sided Wilson bound over the out-of-scope rows must reach R: with 100 rows, 83 caught for R = 0.75). Per-route thresholds are shrunk towards the best global one by each route's labelled rows (n/(n+50) of the way) and moved together by the one shift that meets the objective on out-of-fold predictions.\n\n"
+const qualityObjectiveNote = "`eval --fit` with no target keeps the out-of-scope recall the current thresholds have on the labelled rows and maximises in-scope accuracy under it, so a fit never trades away rejection of unknown prompts unasked. `--min-oos-recall R` maximises in-scope accuracy with out-of-scope recall ≥ R at 95% confidence (the one-sided Wilson bound over the out-of-scope rows must reach R: with 100 rows, 83 caught for R = 0.75). Per-route thresholds are shrunk towards the best global one by each route's labelled rows (n/(n+50) of the way) and moved together by the one shift that meets the objective on out-of-fold predictions. The `max_embed_tokens` rows measure the long-prompt bound (off by default) on these short prompts: each prompt embeds only its first N tokens (or its first and last N/2 with `head_tail`); utterances are embedded whole.\n\n"
 
 // qualityGapNote compares the cross-validated out-of-scope recall of each
 // per-route fit with what it got held out, next to the same comparison

@@ -98,7 +98,7 @@ func TestQualityRouterJSONLoads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rj, err := routerJSONHead(names, utts, m.scoring, m.head, s.agg, s.th)
+			rj, err := routerJSON(names, utts, s.doc(m))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,8 +108,8 @@ func TestQualityRouterJSONLoads(t *testing.T) {
 				t.Fatalf("%s, %s: %v", m.name, s.setting, err)
 			}
 			rf := loaded.Group("clinc")[0].Params.AutoRouterConfig
-			if rf.Head != m.head || rf.Scoring != m.scoring {
-				t.Fatalf("%s: loaded head %q scoring %q", m.name, rf.Head, rf.Scoring)
+			if rf.Head != m.head || rf.Scoring != m.scoring || rf.MaxEmbedTokens != s.maxTokens || rf.LongText != s.longText {
+				t.Fatalf("%s, %s: loaded head %q scoring %q max_embed_tokens %d long_text %q", m.name, s.setting, rf.Head, rf.Scoring, rf.MaxEmbedTokens, rf.LongText)
 			}
 		}
 	}

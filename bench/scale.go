@@ -78,7 +78,7 @@ func (h *harness) scale(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rj, err := routerJSON(names, utts, "", "", nil)
+	rj, err := routerJSON(names, utts, routerDoc{})
 	if err != nil {
 		return err
 	}

@@ -201,11 +201,7 @@ func (r *autoRouter) decide(ctx context.Context, text string, logger *slog.Logge
 	vp := r.vecs.Get().(*[]float32)
 	defer r.vecs.Put(vp)
 	t0 := time.Now()
-	embedText := text
-	if r.clip != nil && len(text) > r.maxTokens {
-		embedText = r.clip.Clip(text, r.maxTokens, r.headTail)
-	}
-	if err := r.enc.Embed(ctx, []string{embedText}, *vp); err != nil {
+	if err := r.enc.Embed(ctx, []string{r.clipped(text)}, *vp); err != nil {
 		if ctx.Err() == nil {
 			logger.Warn("embedding failed; using the default model", "router", r.name, "err", err)
 		}
@@ -219,15 +215,22 @@ func (r *autoRouter) decide(ctx context.Context, text string, logger *slog.Logge
 	return d
 }
 
+// clipped is the part of text that is embedded: all of it, or its first
+// (and last) tokens under router.json max_embed_tokens. A text of no more
+// bytes than the bound has no more tokens, so it skips the tokenizer.
+func (r *autoRouter) clipped(text string) string {
+	if r.clip == nil || len(text) <= r.maxTokens {
+		return text
+	}
+	return r.clip.Clip(text, r.maxTokens, r.headTail)
+}
+
 // nearest embeds text as decide does and returns its k nearest
 // utterances.
 func (r *autoRouter) nearest(ctx context.Context, text string, k int) ([]Neighbor, error) {
 	vp := r.vecs.Get().(*[]float32)
 	defer r.vecs.Put(vp)
-	if r.clip != nil && len(text) > r.maxTokens {
-		text = r.clip.Clip(text, r.maxTokens, r.headTail)
-	}
-	if err := r.enc.Embed(ctx, []string{text}, *vp); err != nil {
+	if err := r.enc.Embed(ctx, []string{r.clipped(text)}, *vp); err != nil {
 		return nil, fmt.Errorf("embedding the text for its nearest utterances: %w", err)
 	}
 	rows, scores := r.index.NearestRows(*vp, k)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -369,5 +370,12 @@ func TestMaxEmbedTokens(t *testing.T) {
 	d2, _ := on.RouteText(context.Background(), "auto_router1", long)
 	if d2.Route != "litellm-claude-35" || d1.Route == "litellm-claude-35" {
 		t.Fatalf("without the bound %+v; with it %+v", d1, d2)
+	}
+	// Batch routing (eval, route --batch) embeds the same clipped text.
+	batch, err := on.RouteTexts(context.Background(), "auto_router1", []string{long, "litellm is great"})
+	// (A batch quantises its activations together, so scores differ in
+	// the third decimal; without the clip it would route elsewhere.)
+	if err != nil || batch[0].Route != d2.Route || math.Abs(float64(batch[0].Score-d2.Score)) > 0.01 || batch[0].Text != long {
+		t.Fatalf("batch: route %q score %v, %v; single: route %q score %v", batch[0].Route, batch[0].Score, err, d2.Route, d2.Score)
 	}
 }

@@ -254,7 +254,16 @@ func (c *Client) RouteTexts(ctx context.Context, model string, texts []string) (
 		for _, t := range chunk {
 			cut = append(cut, truncateRunes(t, maxCharsOr(r.maxChars), false))
 		}
-		if err := r.enc.Embed(ctx, cut, vecs[:len(cut)*dim]); err != nil {
+		embedded := cut
+		if r.clip != nil {
+			// The long-prompt bound, as a served request embeds it; the
+			// decisions keep the text before clipping, as decide does.
+			embedded = make([]string, len(cut))
+			for i, t := range cut {
+				embedded[i] = r.clipped(t)
+			}
+		}
+		if err := r.enc.Embed(ctx, embedded, vecs[:len(cut)*dim]); err != nil {
 			return nil, fmt.Errorf("embedding prompts %d-%d: %w", start, start+len(chunk)-1, err)
 		}
 		for i, t := range cut {
