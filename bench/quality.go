@@ -191,7 +191,7 @@ func (h *harness) quality(ctx context.Context) error {
 		h.note("quick mode: few-shot quality (10 utterances per route) and the MLP head are measured only in the full run")
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "## 6. Routing quality on CLINC150\n\nOne route per intent (150), the train split as utterances, out-of-scope → default model; all-MiniLM-L6-v2 fp32; every row from `autorouter eval --json`. Held out: thresholds are fitted (`eval --fit --write`) on the even-indexed validation rows of each intent plus oos_train (%d rows) and measured on the odd-indexed rows plus oos_val (%d rows). The cross-validated column is the fit's own 5-fold estimate on the fit rows, printed by `eval --fit`: what it expects on new prompts.\n\n", len(fit), len(test))
+	fmt.Fprintf(&b, "## 6. Routing quality on CLINC150\n\nOne route per intent (150), the train split as utterances, out-of-scope → default model; all-MiniLM-L6-v2 fp32; every row from `autorouter eval --json`. Held out: thresholds are fitted (`eval --fit --write`) on the even-indexed validation rows of each intent plus the even-indexed rows of oos_train and oos_val (%d rows) and measured on the odd-indexed rest (%d rows), so both halves draw out-of-scope prompts from both sources. The cross-validated column is the fit's own 5-fold estimate on the fit rows, printed by `eval --fit`: what it expects on new prompts.\n\n", len(fit), len(test))
 	b.WriteString(qualityObjectiveNote)
 	var all []qualityRow
 	for _, per := range sizes {
@@ -303,7 +303,7 @@ const qualityObjectiveNote = "`eval --fit` with no target keeps the out-of-scope
 // for the untuned threshold, which nothing was fitted to.
 func qualityGapNote(rows []qualityRow) string {
 	var b strings.Builder
-	b.WriteString("Cross-validated estimate against held out, out-of-scope recall of the per-route `--min-oos-recall 0.75` fit, next to the untuned threshold's recall on the fit rows against held out (nothing fitted, so its gap is the difference between oos_train and oos_val alone):\n\n")
+	b.WriteString("Cross-validated estimate against held out, out-of-scope recall of the per-route `--min-oos-recall 0.75` fit, next to the untuned threshold's recall on the fit rows against held out (nothing fitted, so its gap is the difference between the two halves alone):\n\n")
 	t := report.Table{Header: []string{"utterances", "mode", "fit: cross-validated → held out", "untuned: fit rows → held out"}}
 	gap := func(a, b evalReport) string {
 		return fmt.Sprintf("%s → %s (%+.1f)", report.Pct(a.OutOfScopeRecall), report.Pct(b.OutOfScopeRecall), 100*(b.OutOfScopeRecall-a.OutOfScopeRecall))
