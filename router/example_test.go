@@ -87,6 +87,25 @@ func ExampleClient_Route() {
 	// model: gpt-4o-mini fallback: true reason: below_threshold
 }
 
+// Nearest lists the utterances a prompt was closest to: why a decision
+// went where it did.
+func ExampleClient_Nearest() {
+	ctx := context.Background()
+	c, err := router.Open(ctx, "testdata/seed/config.yaml", router.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	near, err := c.Nearest(ctx, "auto_router1", "how to code a program in python", 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s (%s)\n", near[0].Utterance, near[0].Route)
+	// Output:
+	// how to code a program in [language] (litellm-claude-35)
+}
+
 // The same config built in Go, with no files: the seed's model_list as
 // values and its routes given inline.
 func ExampleNew() {
