@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -45,6 +46,9 @@ type OpenAI struct {
 	opts    OpenAIOptions
 	dim     atomic.Int64
 	backoff time.Duration
+	// where is BaseURL as errors show it: without a password or query,
+	// where a key may sit.
+	where string
 }
 
 var _ Encoder = (*OpenAI)(nil)
@@ -59,7 +63,7 @@ func NewOpenAI(opts OpenAIOptions) (*OpenAI, error) {
 		return nil, errors.New("openai encoder: api_base is empty; set it to the API root, e.g. https://api.openai.com/v1")
 	}
 	if !strings.HasPrefix(opts.BaseURL, "http://") && !strings.HasPrefix(opts.BaseURL, "https://") {
-		return nil, fmt.Errorf("openai encoder: api_base %q must start with http:// or https://", opts.BaseURL)
+		return nil, errors.New("openai encoder: api_base must start with http:// or https://")
 	}
 	if opts.Model == "" {
 		return nil, errors.New("openai encoder: no model name")
@@ -79,7 +83,11 @@ func NewOpenAI(opts OpenAIOptions) (*OpenAI, error) {
 	if opts.Client == nil {
 		opts.Client = &http.Client{}
 	}
-	e := &OpenAI{opts: opts, backoff: 200 * time.Millisecond}
+	e := &OpenAI{opts: opts, backoff: 200 * time.Millisecond, where: "the configured api_base"}
+	if u, err := url.Parse(opts.BaseURL); err == nil {
+		u.RawQuery, u.Fragment = "", ""
+		e.where = u.Redacted()
+	}
 	dim := opts.Dim
 	if dim == 0 {
 		dim = knownDims[opts.Model]
@@ -174,7 +182,7 @@ func (e *OpenAI) request(ctx context.Context, texts []string) ([][]float32, erro
 			break
 		}
 	}
-	return nil, fmt.Errorf("openai encoder %s at %s: %w", e.opts.Model, e.opts.BaseURL, last)
+	return nil, fmt.Errorf("openai encoder %s at %s: %w", e.opts.Model, e.where, last)
 }
 
 func (e *OpenAI) once(ctx context.Context, body []byte, n int) ([][]float32, error) {

@@ -119,6 +119,13 @@ func TestOpenAIEncoderErrors(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("password in api_base", func(t *testing.T) {
+		e, _ := NewOpenAI(OpenAIOptions{BaseURL: "http://user:pw-secret@127.0.0.1:1/v1", Model: "m", Dim: 4, MaxRetries: -1})
+		err := e.Embed(context.Background(), []string{"x"}, make([]float32, 4))
+		if err == nil || strings.Contains(err.Error(), "pw-secret") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+			t.Fatalf("err = %v: want the endpoint without its password", err)
+		}
+	})
 	t.Run("timeout", func(t *testing.T) {
 		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			select {
