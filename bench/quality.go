@@ -321,7 +321,7 @@ const qualityObjectiveNote = "`eval --fit` with no target keeps the out-of-scope
 // same comparison for the untuned threshold, which nothing was fitted to.
 func qualityGapNote(rows []qualityRow) string {
 	var b strings.Builder
-	b.WriteString("Cross-validated estimate against held out, out-of-scope recall of the per-route `--min-oos-recall 0.75` fit: as above, then with the halves swapped (fitted on the held-out rows, measured on the fit rows), and the mean of the two gaps, which rests on all 200 out-of-scope rows (one direction's gap has a standard error of about 5 points). Beside it, the untuned threshold's recall on the fit rows against held out: nothing fitted, so its gap is the difference between the two halves alone.\n\n")
+	b.WriteString("Cross-validated estimate against held out, out-of-scope recall of the per-route `--min-oos-recall 0.75` fit: as above, then with the halves swapped (fitted on the held-out rows, measured on the fit rows), and the mean of the two gaps, which rests on all 200 out-of-scope rows (one direction's gap has a standard error of about 6 points). Beside it, the untuned threshold's recall on the fit rows against held out: nothing fitted, so its gap is the difference between the two halves alone.\n\n")
 	t := report.Table{Header: []string{"utterances", "mode", "fit: cross-validated → held out", "halves swapped", "mean gap", "untuned: fit rows → held out"}}
 	gap := func(a, b evalReport) string {
 		return fmt.Sprintf("%s → %s (%+.1f)", report.Pct(a.OutOfScopeRecall), report.Pct(b.OutOfScopeRecall), 100*(b.OutOfScopeRecall-a.OutOfScopeRecall))
